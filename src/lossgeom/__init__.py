@@ -1,0 +1,35 @@
+"""lossgeom: certified geometry of neural-network loss landscapes at and around critical points.
+
+Everything in the public API (``../api.md``) is importable from the top level::
+
+    import lossgeom as lg
+"""
+
+from .curvature import (
+    gauss_newton,
+    hessian,
+    hessian_operator,
+    hvp,
+    jacobian,
+    jacobian_operator,
+    ntk_gram,
+    residual_hessian,
+)
+from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
+from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
+from .models import mlp
+from .problem import Problem
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # problems and models
+    "Problem", "mlp",
+    # curvature
+    "jacobian", "jacobian_operator", "ntk_gram", "hessian", "hvp", "hessian_operator",
+    "gauss_newton", "residual_hessian",
+    # linear algebra
+    "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
+    # errors
+    "DenseTooLargeError", "NotCriticalError", "UnsafeCheckpointError",
+]

@@ -1,0 +1,19 @@
+"""Curvature of L(θ) = C(x(θ)): Jacobian, NTK Gram, Hessian, Gauss–Newton and residual terms."""
+
+from .gauss_newton import (
+    gauss_newton,
+    gauss_newton_operator,
+    make_gauss_newton_product,
+    make_residual_product,
+    residual_hessian,
+    residual_operator,
+)
+from .hessian import HvpMode, hessian, hessian_operator, hvp, make_hvp, make_hvp_block
+from .jacobian import jacobian, jacobian_operator, make_jvp, make_vjp, ntk_gram
+
+__all__ = [
+    "HvpMode", "gauss_newton", "gauss_newton_operator", "hessian", "hessian_operator", "hvp",
+    "jacobian", "jacobian_operator", "make_gauss_newton_product", "make_hvp", "make_hvp_block",
+    "make_jvp", "make_residual_product", "make_vjp", "ntk_gram", "residual_hessian",
+    "residual_operator",
+]

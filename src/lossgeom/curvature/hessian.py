@@ -1,0 +1,175 @@
+"""Hessian ∇²L(θ), shape (N, N): products, operator and dense matrix.
+
+Two product routes (``HvpMode``):
+* ``reverse`` (default): reverse-over-reverse on a first-order graph built once per (problem, θ);
+  each product is one extra backward pass. Blocks use ``is_grads_batched=True`` (vmap).
+* ``forward``: forward-over-reverse ``jvp(grad(L))``; no graph is kept between products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+
+from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_vector
+from ..linalg.operators import CurvatureOperator
+from ..problem import Problem
+
+__all__ = ["HvpMode", "hessian", "hessian_operator", "hvp", "make_hvp", "make_hvp_block"]
+
+BLOCK = 64
+"""Columns per batched product when materialising dense matrices."""
+
+
+class HvpMode(StrEnum):
+    """How a Hessian-vector product is formed.
+
+    REVERSE: reverse-over-reverse reusing the first-order graph; the cheapest product on CPU
+        (one backward pass each) but keeps the graph alive while the operator lives.
+    FORWARD: forward-over-reverse ``jvp(grad)``; keeps nothing between products, costs a
+        forward and a backward pass each; use it when memory for the graph is short.
+    """
+
+    REVERSE = "reverse"
+    FORWARD = "forward"
+
+
+def _second_order(f: Callable[[Tensor], Tensor], theta: Tensor, mode: HvpMode
+                  ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """(v ↦ ∇²f v, V (N, b) ↦ ∇²f V) for a scalar function f of θ."""
+    if HvpMode(mode) is HvpMode.FORWARD:
+        g = grad(f)
+
+        def one(v: Tensor) -> Tensor:
+            return jvp(g, (theta,), (v,))[1]
+
+        return one, lambda V: vmap(one, in_dims=1, out_dims=1)(V)
+
+    t = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(f(t), t, create_graph=True)
+    if not g.requires_grad:  # f is at most linear in θ: its Hessian is zero
+        return torch.zeros_like, torch.zeros_like
+
+    def one(v: Tensor) -> Tensor:
+        (hv,) = torch.autograd.grad(g, t, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(v) if hv is None else hv.detach()
+
+    def block(V: Tensor) -> Tensor:
+        (hv,) = torch.autograd.grad(g, t, V.T.contiguous(), retain_graph=True,
+                                    is_grads_batched=True, allow_unused=True)
+        return torch.zeros_like(V) if hv is None else hv.detach().T
+
+    return one, block
+
+
+def make_hvp(problem: Problem, theta: Tensor, mode: HvpMode | str = HvpMode.REVERSE
+             ) -> Callable[[Tensor], Tensor]:
+    """Factory of v (N,) ↦ ∇²L(θ) v (N,)."""
+    return _second_order(problem.loss_at, theta, HvpMode(mode))[0]
+
+
+def make_hvp_block(problem: Problem, theta: Tensor, mode: HvpMode | str = HvpMode.REVERSE
+                   ) -> Callable[[Tensor], Tensor]:
+    """Factory of V (N, b) ↦ ∇²L(θ) V (N, b), one batched pass per block."""
+    return _second_order(problem.loss_at, theta, HvpMode(mode))[1]
+
+
+def hvp(problem: Problem, theta: Tensor | None, v: Tensor, *,
+        mode: HvpMode | str = HvpMode.REVERSE) -> Tensor:
+    """Hessian-vector product ∇²L(θ) v, shape (N,).
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); None for ``problem.theta``.
+        v: Direction (N,).
+        mode: "reverse" or "forward" (see ``HvpMode``).
+
+    Returns:
+        ∇²L(θ) v, float64.
+
+    Raises:
+        ValueError: If θ or v has the wrong length or non-finite entries.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> X = torch.tensor([[1., 0.], [1., 1.], [0., 2.]], dtype=torch.float64)
+        >>> p = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, torch.zeros(3, 1))
+        >>> lg.hvp(p, None, torch.tensor([1., 0.], dtype=torch.float64)).tolist()  # 2XᵀX e₁
+        [4.0, 2.0]
+    """
+    where = "hvp(problem, theta, v)"
+    theta = problem.check_theta(where, theta)
+    v = check_vector(where, "v", v, problem.n_params, dtype=theta.dtype, device=theta.device)
+    return make_hvp(problem, theta, mode)(v)
+
+
+def hessian_operator(problem: Problem, theta: Tensor | None = None, *,
+                     mode: HvpMode | str = HvpMode.REVERSE) -> CurvatureOperator:
+    """∇²L(θ) as a symmetric scipy LinearOperator (N, N), for ``eigsh`` and friends.
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); default ``problem.theta``.
+        mode: "reverse" or "forward" (see ``HvpMode``).
+
+    Returns:
+        A symmetric CurvatureOperator; ``n_matvec`` counts products.
+
+    Raises:
+        ValueError: If θ has the wrong length or non-finite entries.
+    """
+    theta = problem.check_theta("hessian_operator(problem, theta)", theta)
+    one, block = _second_order(problem.loss_at, theta, HvpMode(mode))
+    return CurvatureOperator((problem.n_params,) * 2, one, matmat=block, symmetric=True,
+                             device=theta.device, name="hessian")
+
+
+def hessian(problem: Problem, theta: Tensor | None = None, *,
+            max_bytes: int = DEFAULT_MAX_BYTES) -> Tensor:
+    """Dense loss Hessian ∇²L(θ), shape (N, N).
+
+    Built from blocks of Hessian-vector products and symmetrised. For large N use
+    ``hessian_operator``.
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); default ``problem.theta``.
+        max_bytes: Refuse above this many bytes for the (N, N) float64 matrix.
+
+    Returns:
+        The symmetric Hessian, shape (N, N), float64.
+
+    Raises:
+        DenseTooLargeError: If N·N·8 bytes exceeds ``max_bytes``.
+        ValueError: If θ has the wrong length or non-finite entries.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> X = torch.tensor([[1., 0.], [1., 1.], [0., 2.]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> problem = lg.Problem(model, X, torch.zeros(3, 1, dtype=torch.float64))
+        >>> torch.allclose(lg.hessian(problem, problem.theta), 2 * X.T @ X)  # MSE-sum: 2XᵀX
+        True
+    """
+    where = "hessian(problem, theta)"
+    theta = problem.check_theta(where, theta)
+    N = problem.n_params
+    check_dense_budget(where, "Hessian", (N, N), max_bytes,
+                       "Use hessian_operator(problem, theta) with scipy.sparse.linalg.eigsh, or "
+                       "analyze(..., method=\"operator\").")
+    _, block = _second_order(problem.loss_at, theta, HvpMode.REVERSE)
+    return symmetric_from_blocks(block, N, theta)
+
+
+def symmetric_from_blocks(block: Callable[[Tensor], Tensor], N: int, like: Tensor) -> Tensor:
+    """Dense symmetric matrix (N, N) from a batched product V ↦ A V, symmetrised."""
+    out = torch.empty(N, N, dtype=like.dtype, device=like.device)
+    eye = torch.eye(N, dtype=like.dtype, device=like.device)
+    for j in range(0, N, BLOCK):
+        out[:, j:j + BLOCK] = block(eye[:, j:j + BLOCK])
+    return 0.5 * (out + out.T)

@@ -1,0 +1,178 @@
+"""The behavioral Jacobian J = ∂x/∂θ, shape (n·k, N): products, dense blocks and the NTK Gram.
+
+Row block i of J (k rows) holds the gradients of sample i's outputs: the behavioral gradients.
+Per-sample Jacobians come from ``vmap(jacrev(f_single))`` over samples (k reverse passes each),
+chunked so that memory stays bounded; the Gram matrix K = J Jᵀ is accumulated over parameter
+blocks when the whole of J would not fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.func import jacrev, jvp, vjp, vmap
+
+from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
+from ..linalg.operators import CurvatureOperator
+from ..problem import Problem
+
+__all__ = [
+    "jacobian", "jacobian_operator", "make_jvp", "make_vjp", "ntk_gram", "jacobian_blocks",
+]
+
+WORK_BYTES = 256 * 1024**2
+"""Working-memory budget for one chunk of per-sample Jacobians (256 MiB)."""
+
+
+def make_jvp(problem: Problem, theta: Tensor) -> Callable[[Tensor], Tensor]:
+    """Factory of v (N,) ↦ J v (n·k,) by forward-mode AD (``torch.func.jvp``)."""
+
+    def matvec(v: Tensor) -> Tensor:
+        return jvp(problem.output_fn, (theta,), (v.to(theta.dtype),))[1].reshape(-1)
+
+    return matvec
+
+
+def make_vjp(problem: Problem, theta: Tensor) -> Callable[[Tensor], Tensor]:
+    """Factory of u (n·k,) ↦ Jᵀ u (N,); the forward graph is built once and reused."""
+    out, pullback = vjp(problem.output_fn, theta)
+    shape = out.shape
+
+    def rmatvec(u: Tensor) -> Tensor:
+        return pullback(u.to(theta.dtype).reshape(shape))[0]
+
+    return rmatvec
+
+
+def jacobian_operator(problem: Problem, theta: Tensor | None = None) -> CurvatureOperator:
+    """J as a scipy LinearOperator (n·k, N): matvec by JVP, rmatvec by VJP, blocks by vmap.
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); default ``problem.theta``.
+
+    Returns:
+        A CurvatureOperator of shape (n·k, N), float64.
+
+    Raises:
+        ValueError: If θ has the wrong length or non-finite entries.
+    """
+    theta = problem.check_theta("jacobian_operator(problem, theta)", theta)
+    mv, rmv = make_jvp(problem, theta), make_vjp(problem, theta)
+    return CurvatureOperator(
+        (problem.n_samples * problem.n_outputs, problem.n_params), mv, rmv,
+        matmat=lambda V: vmap(mv, in_dims=1, out_dims=1)(V),
+        rmatmat=lambda U: vmap(rmv, in_dims=1, out_dims=1)(U),
+        device=theta.device, name="jacobian",
+    )
+
+
+def _param_groups(problem: Problem, max_cols: int) -> list[list[int]]:
+    """Consecutive parameter tensors grouped so each group has at most ``max_cols`` entries."""
+    groups, current, size = [], [], 0
+    for i, numel in enumerate(problem.param_numels):
+        if current and size + numel > max_cols:
+            groups.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += numel
+    groups.append(current)
+    return groups
+
+
+def jacobian_blocks(problem: Problem, theta: Tensor, indices: list[int],
+                    work_bytes: int = WORK_BYTES) -> Tensor:
+    """Columns of J for the parameter tensors ``indices`` (in order), shape (n·k, N_group).
+
+    Per-sample ``vmap(jacrev)`` over chunks of samples whose Jacobian fits ``work_bytes``.
+    """
+    params = problem.unflatten(theta)
+    names = [problem.param_names[i] for i in indices]
+    fixed = {k: v for k, v in params.items() if k not in names}
+    sub = {k: params[k] for k in names}
+    n, k = problem.n_samples, problem.n_outputs
+    cols = sum(problem.param_numels[i] for i in indices)
+
+    if problem.per_sample:
+        def single(p: dict[str, Tensor], x: Tensor) -> Tensor:
+            return problem._call({**fixed, **p}, x.unsqueeze(0))[0]
+
+        per_sample = 8 * k * cols * 3  # output rows plus autograd temporaries
+        chunk = max(1, min(n, work_bytes // max(per_sample, 1)))
+        jac = vmap(jacrev(single), in_dims=(None, 0), chunk_size=chunk)(sub, problem.inputs)
+        return torch.cat([jac[nm].reshape(n * k, -1) for nm in names], dim=1)
+
+    def full(p: dict[str, Tensor]) -> Tensor:
+        return problem._call({**fixed, **p}, problem.inputs).reshape(-1)
+
+    jac = jacrev(full, chunk_size=max(1, min(n * k, work_bytes // (8 * cols * max(n, 1)))))(sub)
+    return torch.cat([jac[nm].reshape(n * k, -1) for nm in names], dim=1)
+
+
+def jacobian(problem: Problem, theta: Tensor | None = None, *,
+             max_bytes: int = DEFAULT_MAX_BYTES) -> Tensor:
+    """Dense behavioral Jacobian J = ∂x/∂θ, shape (n·k, N); row block i = sample i.
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); default ``problem.theta``.
+        max_bytes: Refuse above this many bytes for the float64 matrix.
+
+    Returns:
+        J, float64 (the Problem's dtype).
+
+    Raises:
+        DenseTooLargeError: If n·k·N·8 bytes exceed ``max_bytes``.
+        ValueError: If θ has the wrong length or non-finite entries.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> X = torch.tensor([[1., 0.], [1., 1.], [0., 2.]], dtype=torch.float64)
+        >>> model = torch.nn.Linear(2, 1, bias=False).double()
+        >>> p = lg.Problem(model, X, torch.zeros(3, 1, dtype=torch.float64))
+        >>> torch.equal(lg.jacobian(p, p.theta), X)   # a linear model's J is its data
+        True
+    """
+    where = "jacobian(problem, theta)"
+    theta = problem.check_theta(where, theta)
+    m, N = problem.n_samples * problem.n_outputs, problem.n_params
+    check_dense_budget(where, "Jacobian", (m, N), max_bytes,
+                       "Use jacobian_operator(problem, theta) or ntk_gram(problem, theta).")
+    return jacobian_blocks(problem, theta, list(range(len(problem.param_numels))))
+
+
+def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
+             work_bytes: int = WORK_BYTES) -> Tensor:
+    """Empirical NTK Gram matrix K = J Jᵀ, shape (n·k, n·k).
+
+    Accumulated over parameter blocks, K = Σ_b J_b J_bᵀ, so at most ``work_bytes`` of J are held
+    at once (one block when the whole of J fits).
+
+    Args:
+        problem: The model, data and loss.
+        theta: Flat parameters (N,); default ``problem.theta``.
+        work_bytes: Memory for one block of Jacobian columns.
+
+    Returns:
+        K, symmetric positive semidefinite, float64.
+
+    Raises:
+        ValueError: If θ has the wrong length or non-finite entries.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> X = torch.tensor([[1., 0.], [1., 1.]], dtype=torch.float64)
+        >>> p = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, torch.zeros(2, 1))
+        >>> lg.ntk_gram(p).tolist()
+        [[1.0, 1.0], [1.0, 2.0]]
+    """
+    theta = problem.check_theta("ntk_gram(problem, theta)", theta)
+    m = problem.n_samples * problem.n_outputs
+    max_cols = max(1, work_bytes // (8 * m))
+    K = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
+    for group in _param_groups(problem, max_cols):
+        Jb = jacobian_blocks(problem, theta, group, work_bytes)
+        K += Jb @ Jb.T
+    return 0.5 * (K + K.T)

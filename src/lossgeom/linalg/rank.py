@@ -1,0 +1,210 @@
+"""Numerical rank and null space with a stated tolerance and the gap that justifies the cut."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .._checks import check_atol, check_rtol
+from .tolerances import MIN_GAP, default_rank_rtol, eps, gram_floor
+
+__all__ = ["RankDecision", "numerical_rank", "null_space", "rank_from_gram"]
+
+
+@dataclass(frozen=True)
+class RankDecision:
+    """A numerical rank with the evidence behind it.
+
+    Attributes:
+        rank: #{σᵢ > tol}.
+        tol: The cut, max(atol, rtol·σ_max).
+        sigma_max: Largest singular value σ₁.
+        sigma_r: Smallest singular value kept, σ_rank (None when rank = 0).
+        sigma_next: Largest singular value dropped, σ_{rank+1} (None when none is dropped).
+        gap: σ_r / σ_{r+1}; inf at full rank (nothing dropped) or when σ_{r+1} = 0.
+        method: How the singular values were obtained: "svd", "singular_values", "gram",
+            "gram+svd" or "eigenvalues".
+        decided: True when gap ≥ min_gap and the route resolved the cut.
+        rtol: The relative tolerance used.
+        min_gap: The gap threshold used for ``decided``.
+        reason: Why the decision is not certified ("" when decided).
+    """
+
+    rank: int
+    tol: float
+    sigma_max: float
+    sigma_r: float | None
+    sigma_next: float | None
+    gap: float
+    method: str
+    decided: bool
+    rtol: float = 0.0
+    min_gap: float = MIN_GAP
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (JSON-ready apart from inf, which the Report serialiser handles)."""
+        return asdict(self)
+
+
+def _decide(
+    s: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, rtol, atol, min_gap, method: str
+) -> RankDecision:
+    """Cut descending singular values ``s`` (float64) at max(atol, rtol·σ₁)."""
+    s = torch.sort(s.to(torch.float64).clamp_min(0.0), descending=True).values
+    rtol_ = default_rank_rtol(shape, dtype) if rtol is None else float(rtol)
+    sigma_max = float(s[0]) if s.numel() else 0.0
+    tol = max(float(atol or 0.0), rtol_ * sigma_max)
+    rank = int((s > tol).sum())
+    sigma_r = float(s[rank - 1]) if rank > 0 else None
+    sigma_next = float(s[rank]) if rank < s.numel() else None
+    if rank == 0 or sigma_next is None or sigma_next == 0.0:
+        gap = math.inf
+    else:
+        gap = sigma_r / sigma_next
+    decided = gap >= min_gap
+    reason = "" if decided else (
+        f"gap σ_r/σ_(r+1) = {gap:.3g} at the cut is below min_gap = {min_gap:g}"
+    )
+    return RankDecision(rank, tol, sigma_max, sigma_r, sigma_next, gap, method, decided,
+                        rtol_, min_gap, reason)
+
+
+def numerical_rank(
+    A_or_singular_values: torch.Tensor | np.ndarray,
+    rtol: float | None = None,
+    atol: float | None = None,
+    *,
+    min_gap: float = MIN_GAP,
+    shape: tuple[int, int] | None = None,
+    dtype: torch.dtype | None = None,
+) -> RankDecision:
+    """Numerical rank of a matrix, or of the matrix whose singular values are given.
+
+    rank = #{σᵢ > tol}, tol = max(atol, rtol·σ_max), default rtol = max(m, n)·eps(dtype).
+    A matrix is upcast to float64 and its singular values taken by SVD.
+
+    Args:
+        A_or_singular_values: A matrix (m, n), or its singular values (p,) in any order.
+        rtol: Relative tolerance in (0, 1); default max(m, n)·eps(dtype).
+        atol: Absolute tolerance ≥ 0; default 0.
+        min_gap: ``decided`` is True when σ_r/σ_{r+1} ≥ min_gap.
+        shape: The matrix shape when singular values are given (default (p, p)).
+        dtype: The dtype the numbers were computed in (default: the input's).
+
+    Returns:
+        A RankDecision.
+
+    Raises:
+        ValueError: If the input is not 1-D or 2-D, holds non-finite values, or rtol/atol are
+            out of range.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> d = lg.numerical_rank(torch.tensor([3.0, 1.0, 1e-20], dtype=torch.float64))
+        >>> d.rank, d.decided
+        (2, True)
+    """
+    where = "numerical_rank(A)"
+    check_rtol(where, rtol)
+    check_atol(where, atol)
+    t = torch.as_tensor(A_or_singular_values)
+    in_dtype = dtype or (t.dtype if t.is_floating_point() else torch.float64)
+    if t.ndim not in (1, 2):
+        raise ValueError(f"{where}: expected a matrix (m, n) or singular values (p,), got shape "
+                         f"{tuple(t.shape)}.")
+    t = t.to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{where}: input contains non-finite values; a rank is undefined.")
+    if t.ndim == 1:
+        if bool((t < 0).any()):
+            raise ValueError(f"{where}: singular values must be >= 0, got min {float(t.min()):g}.")
+        shp = shape or (t.numel(), t.numel())
+        return _decide(t, shp, in_dtype, rtol, atol, min_gap, "singular_values")
+    s = torch.linalg.svdvals(t) if t.numel() else torch.zeros(0, dtype=torch.float64)
+    return _decide(s, tuple(t.shape), in_dtype, rtol, atol, min_gap, "svd")
+
+
+def rank_from_gram(
+    K: torch.Tensor,
+    n_cols: int,
+    rtol: float | None = None,
+    atol: float | None = None,
+    *,
+    min_gap: float = MIN_GAP,
+    dtype: torch.dtype = torch.float64,
+    refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> RankDecision:
+    """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
+
+    σᵢ(J) = √λᵢ(K). Values under the floor √(m·eps)·σ_max (NOTE [gram floor]) are not trusted:
+    if the cut falls there, ``refine(U₀)`` must return Jᵀ U₀ (n_cols, m₀) for the eigenvectors
+    U₀ of K below the floor; its singular values replace the untrusted ones ("gram+svd"). Without
+    ``refine`` the decision is returned with ``decided=False``.
+
+    Args:
+        K: Symmetric positive semidefinite Gram matrix, shape (m, m).
+        n_cols: Number of columns N of J (sets the default rtol max(m, N)·eps).
+        rtol: Relative tolerance in (0, 1).
+        atol: Absolute tolerance on σ.
+        min_gap: Gap threshold for ``decided``.
+        dtype: dtype J was computed in.
+        refine: Callable U₀ (m, m₀) ↦ Jᵀ U₀ (n_cols, m₀).
+
+    Returns:
+        A RankDecision with method "gram" or "gram+svd".
+    """
+    K = K.to(torch.float64)
+    m = K.shape[0]
+    lam, U = torch.linalg.eigh(0.5 * (K + K.T))
+    lam, U = lam.flip(0), U.flip(1)
+    sig = lam.clamp_min(0.0).sqrt()
+    smax = float(sig[0]) if m else 0.0
+    floor = gram_floor(m, smax, dtype if dtype.is_floating_point else torch.float64)
+    first = _decide(sig, (m, n_cols), dtype, rtol, atol, min_gap, "gram")
+    n_trusted = int((sig > floor).sum())
+    if n_trusted == m:
+        return first  # every singular value is resolved; the cut is exact
+    if refine is None:
+        return RankDecision(**{**first.to_dict(), "decided": False,
+                               "reason": f"the cut lies below the Gram floor {floor:.3g}; "
+                                         "no SVD refinement was available"})
+    B = refine(U[:, n_trusted:]).to(torch.float64)
+    small = torch.linalg.svdvals(B)
+    sig2 = torch.cat([sig[:n_trusted], small])
+    return _decide(sig2, (m, n_cols), dtype, rtol, atol, min_gap, "gram+svd")
+
+
+def null_space(A: torch.Tensor | np.ndarray, rtol: float | None = None, atol: float | None = None
+               ) -> torch.Tensor:
+    """Orthonormal basis of ker A, shape (n, n − rank), float64.
+
+    The rank is decided by ``numerical_rank`` with the same rtol/atol (SVD of A).
+
+    Args:
+        A: Matrix (m, n).
+        rtol: Relative tolerance, see ``numerical_rank``.
+        atol: Absolute tolerance, see ``numerical_rank``.
+
+    Returns:
+        Z with ZᵀZ = I and ‖A Z‖₂ ≤ tol.
+
+    Raises:
+        ValueError: If A is not 2-D or not finite.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> lg.null_space(torch.tensor([[1.0, 1.0]], dtype=torch.float64)).shape
+        torch.Size([2, 1])
+    """
+    t = torch.as_tensor(A)
+    if t.ndim != 2:
+        raise ValueError(f"null_space(A): expected a matrix, got shape {tuple(t.shape)}.")
+    decision = numerical_rank(t, rtol, atol)
+    t = t.to(torch.float64)
+    _, _, Vh = torch.linalg.svd(t, full_matrices=True)
+    return Vh[decision.rank:].T.contiguous()

@@ -1,0 +1,57 @@
+"""Every default tolerance rule of lossgeom, in one place.
+
+NOTE [tolerances]
+    Decisions run in float64, but the default relative tolerances use the machine epsilon of the
+    dtype the numbers were *computed* in: a float32 Problem gets eps(float32). Each result
+    records the tolerance it used.
+
+    * rank:     tol = max(atol, rtol·σ_max), default rtol = max(m, n)·eps.
+    * inertia:  tol = rtol·max|λ|, default rtol = N·eps.
+    * gap:      a cut is *decided* when the ratio across it is at least ``MIN_GAP``.
+    * gram floor (NOTE [gram floor]): eigenvalues of K = J Jᵀ carry an absolute error near
+      m·eps·σ_max², so singular values below √(m·eps)·σ_max cannot be told from zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MIN_GAP = 1e3
+"""A rank or inertia cut is certified (``decided=True``) when the ratio of the smallest value kept
+to the largest value dropped is at least this (three orders of magnitude)."""
+
+CRITICAL_RTOL = 1e-8
+"""Relative criticality tolerance: ‖∇L‖ ≤ CRITICAL_RTOL · scale (see ``critical.gradient_scale``)."""
+
+PERFECT_FIT_RTOL = 1e-8
+"""Relative perfect-fit tolerance: ‖∇ₓC‖ ≤ PERFECT_FIT_RTOL · output scale."""
+
+
+def eps(dtype: torch.dtype) -> float:
+    """Machine epsilon of a floating dtype (float64 for anything that is not floating)."""
+    if not dtype.is_floating_point:
+        dtype = torch.float64
+    return float(torch.finfo(dtype).eps)
+
+
+def default_rank_rtol(shape: tuple[int, ...], dtype: torch.dtype = torch.float64) -> float:
+    """Default relative rank tolerance max(shape)·eps(dtype)."""
+    return max(max(shape), 1) * eps(dtype)
+
+
+def default_inertia_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
+    """Default relative inertia tolerance N·eps(dtype)."""
+    return max(n, 1) * eps(dtype)
+
+
+def gram_floor(m: int, sigma_max: float, dtype: torch.dtype = torch.float64) -> float:
+    """Smallest singular value of J that the Gram route resolves: √(m·eps)·σ_max.
+
+    NOTE [gram floor]
+        K = J Jᵀ (m × m) squares the conditioning of J. Its computed eigenvalues carry an absolute
+        error of about m·eps·‖K‖ = m·eps·σ_max², so σᵢ = √λᵢ is meaningful only above
+        √(m·eps)·σ_max. A rank cut below that floor is re-decided by an SVD of J or of Jᵀ U₀.
+    """
+    return math.sqrt(max(m, 1) * eps(dtype)) * sigma_max
