@@ -15,10 +15,13 @@ from .curvature import (
     ntk_gram,
     residual_hessian,
 )
+from .critical import analyze
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
 from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
+from .locate import find_critical_point, fit_last_layer
 from .models import mlp
 from .problem import Problem
+from .report import Report
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,8 @@ __all__ = [
     "gauss_newton", "residual_hessian",
     # linear algebra
     "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
+    # critical-point analysis
+    "analyze", "Report", "find_critical_point", "fit_last_layer",
     # errors
     "DenseTooLargeError", "NotCriticalError", "UnsafeCheckpointError",
 ]

@@ -14,6 +14,8 @@ from .tolerances import MIN_GAP, default_rank_rtol, eps, gram_floor
 
 __all__ = ["RankDecision", "numerical_rank", "null_space", "rank_from_gram"]
 
+REFINE_MARGIN = 100.0
+
 
 @dataclass(frozen=True)
 class RankDecision:
@@ -138,6 +140,7 @@ def rank_from_gram(
     min_gap: float = MIN_GAP,
     dtype: torch.dtype = torch.float64,
     refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    eig: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> RankDecision:
     """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
 
@@ -154,21 +157,24 @@ def rank_from_gram(
         min_gap: Gap threshold for ``decided``.
         dtype: dtype J was computed in.
         refine: Callable U₀ (m, m₀) ↦ Jᵀ U₀ (n_cols, m₀).
+        eig: Precomputed ``torch.linalg.eigh(K)`` (ascending eigenvalues, eigenvectors).
 
     Returns:
         A RankDecision with method "gram" or "gram+svd".
     """
     K = K.to(torch.float64)
     m = K.shape[0]
-    lam, U = torch.linalg.eigh(0.5 * (K + K.T))
+    lam, U = eig if eig is not None else torch.linalg.eigh(0.5 * (K + K.T))
     lam, U = lam.flip(0), U.flip(1)
     sig = lam.clamp_min(0.0).sqrt()
     smax = float(sig[0]) if m else 0.0
     floor = gram_floor(m, smax, dtype if dtype.is_floating_point else torch.float64)
     first = _decide(sig, (m, n_cols), dtype, rtol, atol, min_gap, "gram")
-    n_trusted = int((sig > floor).sum())
-    if n_trusted == m:
-        return first  # every singular value is resolved; the cut is exact
+    # values within a factor REFINE_MARGIN of the floor are re-measured too, so the subspace
+    # handed to ``refine`` is separated from the trusted one by a margin
+    n_trusted = int((sig > REFINE_MARGIN * floor).sum())
+    if n_trusted == m or first.tol > REFINE_MARGIN * floor:
+        return first  # the cut lies where every singular value is resolved
     if refine is None:
         return RankDecision(**{**first.to_dict(), "decided": False,
                                "reason": f"the cut lies below the Gram floor {floor:.3g}; "

@@ -1,0 +1,206 @@
+"""Reaching critical points: exact last-layer fits and descent followed by a float64 polish."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import minres
+from torch import Tensor
+
+from ._checks import check_option
+from .critical import criticality_tolerance
+from .curvature.hessian import hessian, hessian_operator
+from .curvature.jacobian import jacobian, jacobian_blocks
+from .errors import NotCriticalError
+from .problem import Problem
+
+__all__ = ["find_critical_point", "fit_last_layer", "output_layer_indices"]
+
+POLISH = ("newton", "gauss_newton", "none")
+TARGETS = ("minimum", "any")
+
+
+def output_layer_indices(problem: Problem) -> list[int]:
+    """Indices of the output layer's parameter tensors: the last weight (k, h) and its bias (k,)."""
+    shapes, k = problem.param_shapes, problem.n_outputs
+    last = len(shapes) - 1
+    if len(shapes[last]) == 1 and last > 0 and len(shapes[last - 1]) == 2 \
+            and shapes[last - 1][0] == shapes[last][0] == k:
+        return [last - 1, last]
+    return [last]
+
+
+def fit_last_layer(problem: Problem, theta: Tensor | None = None) -> Tensor:
+    """Fit the output layer exactly by least squares, other parameters fixed.
+
+    With features φ (the last hidden layer, plus a ones column for a bias) the outputs are affine
+    in the output layer's parameters θ_L: x = A θ_L + c, A = ∂x/∂θ_L. The minimum-norm solution
+    of A θ_L = x* − c, with x* = y (mse) or log y (softmax_ce, soft labels), is an exact fit
+    whenever the augmented feature matrix has rank n.
+
+    Args:
+        problem: The model, data and loss (mse, or softmax_ce with positive soft labels).
+        theta: Flat parameters (N,); default ``problem.theta``.
+
+    Returns:
+        θ with the output layer replaced, shape (N,).
+
+    Raises:
+        ValueError: For a loss whose optimal outputs are not affine-reachable (bce, ce_prob,
+            one-hot softmax_ce), or an output layer that is not affine in its parameters.
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> _ = torch.manual_seed(0)
+        >>> X, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 1, dtype=torch.float64)
+        >>> p = lg.Problem(lg.mlp([3, 6, 1], bias=False), X, y)
+        >>> float(p.loss(lg.fit_last_layer(p))) < 1e-20
+        True
+    """
+    where = "fit_last_layer(problem, theta)"
+    theta = problem.check_theta(where, theta)
+    lf, y = problem.loss_fn, problem.targets
+    if lf.name == "mse":
+        target = y
+    elif lf.name == "softmax_ce" and bool((y > 0).all()):
+        target = torch.log(y)
+    else:
+        raise ValueError(f"{where}: no exact output-layer fit for loss={lf.name!r}"
+                         + (" with zero target entries (the minimum is at infinity)"
+                            if lf.name == "softmax_ce" else "")
+                         + ". Use find_critical_point(problem, theta) instead.")
+    idx = output_layer_indices(problem)
+    offsets = np.cumsum((0,) + problem.param_numels)
+    cols = torch.cat([torch.arange(int(offsets[i]), int(offsets[i + 1])) for i in idx])
+    A = jacobian_blocks(problem, theta, idx)
+    x0 = problem.output_fn(theta).detach().reshape(-1)
+    c = x0 - A @ theta[cols]
+    sol = torch.linalg.pinv(A, rtol=A.shape[1] * 1e3 * torch.finfo(A.dtype).eps) @ (target.reshape(-1) - c)
+    new = theta.clone()
+    new[cols] = sol
+    x1 = problem.output_fn(new).detach().reshape(-1)
+    predicted = A @ sol + c
+    scale = max(1.0, float(predicted.abs().max()))
+    if float((x1 - predicted).abs().max()) > 1e-8 * scale:
+        raise ValueError(f"{where}: the outputs are not affine in the last parameters "
+                         f"{[problem.param_names[i] for i in idx]}; an exact least-squares fit "
+                         "needs a linear output layer.")
+    return new
+
+
+def _newton_step(problem: Problem, theta: Tensor, g: Tensor, dense_max_n: int = 3000) -> Tensor:
+    """Minimum-norm Newton step −H⁺ ∇L (dense lstsq, or MINRES on the operator for large N)."""
+    if problem.n_params <= dense_max_n:
+        H = hessian(problem, theta)
+        return -torch.linalg.lstsq(H, g[:, None], driver="gelsd").solution[:, 0]
+    op = hessian_operator(problem, theta)
+    step, _ = minres(op, -g.numpy(), rtol=1e-12, maxiter=200)
+    return torch.as_tensor(step, dtype=theta.dtype)
+
+
+def _gauss_newton_step(problem: Problem, theta: Tensor) -> Tensor:
+    """Step J⁺ δx with δx = −W⁺ ∇ₓC, the Newton step of C in output space, pulled back by J."""
+    x = problem.output_fn(theta).detach()
+    lf, y = problem.loss_fn, problem.targets
+    W = lf.output_hessian(x, y)
+    dx = -torch.linalg.lstsq(W, lf.output_grad(x, y).reshape(-1, 1), driver="gelsd").solution
+    J = jacobian(problem, theta)
+    return torch.linalg.lstsq(J, dx, driver="gelsd").solution[:, 0]
+
+
+def find_critical_point(
+    problem: Problem,
+    theta: Tensor | None = None,
+    *,
+    steps: int = 2000,
+    target: str = "minimum",
+    polish: str = "newton",
+    tol: float = 1e-10,
+    lr: float = 0.02,
+    polish_steps: int = 50,
+) -> tuple[Tensor, list[dict]]:
+    """Descend (full-batch Adam), then polish in float64 to ‖∇L‖ ≤ tol · scale.
+
+    The scale is that of the criticality test of ``analyze`` (σ_max(J) times the output-gradient
+    scale). ``target="minimum"`` runs Adam first and accepts only polish steps that do not raise
+    L; ``target="any"`` skips Adam and runs Newton on ∇L = 0 (it converges to the nearest critical
+    point of any index), accepting steps that reduce ‖∇L‖.
+
+    Args:
+        problem: The model, data and loss.
+        theta: Start (N,); default ``problem.theta``.
+        steps: Adam steps (target="minimum").
+        target: "minimum" or "any".
+        polish: "newton" (−H⁺∇L), "gauss_newton" (−J⁺W⁺∇ₓC) or "none".
+        tol: Relative gradient tolerance.
+        lr: Adam learning rate.
+        polish_steps: Maximum polish iterations.
+
+    Returns:
+        (θ, history): the critical point (N,) and a list of {phase, step, loss, grad_norm}.
+
+    Raises:
+        NotCriticalError: If the polish stops above the tolerance; carries θ, ‖∇L‖, history.
+        ValueError: For unknown options or invalid θ.
+    """
+    where = "find_critical_point(problem, theta)"
+    check_option(where, "target", target, TARGETS)
+    check_option(where, "polish", polish, POLISH)
+    theta = problem.check_theta(where, theta)
+    history: list[dict] = []
+
+    if target == "minimum" and steps > 0:
+        t = theta.clone().requires_grad_(True)
+        opt = torch.optim.Adam([t], lr=lr)
+        for i in range(steps):
+            opt.zero_grad()
+            loss = problem.loss_at(t)
+            loss.backward()
+            opt.step()
+            if i % max(1, steps // 20) == 0 or i == steps - 1:
+                history.append({"phase": "adam", "step": i, "loss": loss.item(),
+                                "grad_norm": t.grad.norm().item()})
+        theta = t.detach()
+        if not math.isfinite(float(problem.loss_at(theta))):
+            raise NotCriticalError(f"{where}: Adam diverged (non-finite loss); lower lr={lr}.",
+                                   grad_norm=math.inf, tol=tol, theta=theta, history=history)
+
+    def status(th: Tensor) -> tuple[float, float, float]:
+        x = problem.output_fn(th).detach()
+        g = problem.grad(th)
+        J_smax = float(torch.linalg.matrix_norm(jacobian(problem, th), ord=2))
+        _, scale, _ = criticality_tolerance(problem, x, J_smax)
+        return float(problem.loss_at(th)), float(g.norm()), scale
+
+    loss, gnorm, scale = status(theta)
+    history.append({"phase": "polish", "step": 0, "loss": loss, "grad_norm": gnorm})
+    for i in range(1, polish_steps + 1 if polish != "none" else 1):
+        if gnorm <= tol * scale:
+            break
+        g = problem.grad(theta)
+        step = (_gauss_newton_step(problem, theta) if polish == "gauss_newton"
+                else _newton_step(problem, theta, g))
+        accepted = False
+        for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625, 1 / 32, 1 / 64):
+            cand = theta + alpha * step
+            try:
+                c_loss, c_g, c_scale = status(cand)
+            except ValueError:
+                continue
+            better = c_g < gnorm if target == "any" else (c_loss <= loss + 1e-12 * abs(loss)
+                                                          or c_g < gnorm * 1e-2)
+            if better:
+                theta, loss, gnorm, scale, accepted = cand, c_loss, c_g, c_scale, True
+                break
+        history.append({"phase": "polish", "step": i, "loss": loss, "grad_norm": gnorm})
+        if not accepted:
+            break
+    if gnorm > tol * scale:
+        raise NotCriticalError(
+            f"{where}: {polish} polish stopped at ‖∇L‖ = {gnorm:.3g} > tol·scale = {tol * scale:.3g} "
+            f"after {len(history)} recorded steps. Raise steps, use target=\"any\", or read "
+            "err.theta, err.history.", grad_norm=gnorm, tol=tol * scale, theta=theta,
+            history=history)
+    return theta, history
