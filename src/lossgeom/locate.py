@@ -204,3 +204,53 @@ def find_critical_point(
             "err.theta, err.history.", grad_norm=gnorm, tol=tol * scale, theta=theta,
             history=history)
     return theta, history
+
+
+TARGET_POINTS = ("global_minimum", "minimum", "as_is")
+
+
+def reach(problem: Problem, target: str = "global_minimum", theta: Tensor | None = None, *,
+          steps: int = 2000) -> Tensor:
+    """The point to analyze: an exact fit, a polished minimum, or θ as given.
+
+    "global_minimum": ``fit_last_layer`` (mse, softmax_ce with positive soft labels); if that is
+    not a perfect fit, Adam + Newton polish; a point that still does not fit raises.
+    "minimum": ``find_critical_point(target="minimum")``. "as_is": θ unchanged.
+
+    Args:
+        problem: The model, data and loss.
+        target: "global_minimum", "minimum" or "as_is".
+        theta: Start (N,); default ``problem.theta``.
+        steps: Adam steps when descent is needed.
+
+    Returns:
+        θ, shape (N,).
+
+    Raises:
+        NotCriticalError: If the requested point could not be reached (the message says why).
+        ValueError: For an unknown target.
+    """
+    from .critical import is_perfect_fit
+
+    where = "reach(problem, target)"
+    check_option(where, "target", target, TARGET_POINTS)
+    theta = problem.check_theta(where, theta)
+    if target == "as_is":
+        return theta
+    if target == "minimum":
+        return find_critical_point(problem, theta, steps=steps, target="minimum")[0]
+    try:
+        fitted = fit_last_layer(problem, theta)
+        if is_perfect_fit(problem, problem.output_fn(fitted).detach())["holds"]:
+            return fitted
+    except ValueError:
+        pass
+    found, history = find_critical_point(problem, theta, steps=steps, target="minimum")
+    fit = is_perfect_fit(problem, problem.output_fn(found).detach())
+    if not fit["holds"]:
+        raise NotCriticalError(
+            f"{where}: no exact fit: the output layer cannot interpolate and descent stopped at a "
+            f"critical point with max |residual| = {fit['max_residual']:.3g} > {fit['tol']:.3g}.",
+            grad_norm=float(problem.grad(found).norm()), tol=fit["tol"], theta=found,
+            history=history)
+    return found
