@@ -18,6 +18,7 @@ from .curvature import (
 from .critical import analyze
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
 from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
+from .info_loss import InfoLossReport, information_loss
 from .locate import find_critical_point, fit_last_layer
 from .models import mlp
 from .problem import Problem
@@ -35,6 +36,8 @@ __all__ = [
     "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
     # critical-point analysis
     "analyze", "Report", "find_critical_point", "fit_last_layer",
+    # information loss
+    "information_loss", "InfoLossReport",
     # errors
     "DenseTooLargeError", "NotCriticalError", "UnsafeCheckpointError",
 ]

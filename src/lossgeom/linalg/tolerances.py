@@ -55,3 +55,10 @@ def gram_floor(m: int, sigma_max: float, dtype: torch.dtype = torch.float64) -> 
         √(m·eps)·σ_max. A rank cut below that floor is re-decided by an SVD of J or of Jᵀ U₀.
     """
     return math.sqrt(max(m, 1) * eps(dtype)) * sigma_max
+
+COINCIDENCE_RTOL = 1e3
+"""Activations hᵢ, hⱼ coincide when ‖hᵢ − hⱼ‖∞ ≤ COINCIDENCE_RTOL · eps(dtype) · max(1, max|h|)."""
+
+NEARBY_RADIUS = 1e-4
+"""Relative radius max(1, ‖θ‖∞)·NEARBY_RADIUS of the perturbations that probe whether rank J is
+locally constant."""
