@@ -118,6 +118,7 @@ def _summary_from_eigenvalues(lam: Tensor, rtol, dtype, n_params: int, method: s
         rank=inert.positive + inert.negative, tol=inert.tol, gap=inert.gap,
         inertia=inert.as_list(), method=method, decided=inert.decided,
         top_eigenvalues=top, bottom_eigenvalues=bottom, asymmetry=asymmetry, rtol=inert.rtol,
+        spectrum=torch.sort(lam).values.tolist(),
     )
     return summary, inert
 

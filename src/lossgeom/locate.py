@@ -254,3 +254,53 @@ def reach(problem: Problem, target: str = "global_minimum", theta: Tensor | None
             grad_norm=float(problem.grad(found).norm()), tol=fit["tol"], theta=found,
             history=history)
     return found
+
+
+def train_many(problems: list[Problem], thetas: Tensor, *, steps: int = 4000, lr: float = 0.02
+               ) -> Tensor:
+    """Full-batch Adam on S problems of one architecture at once (``vmap`` over runs).
+
+    All problems must share the model structure, loss and data shapes; each has its own data.
+    Adam uses PyTorch's defaults (β₁ = 0.9, β₂ = 0.999, ε = 1e-8).
+
+    Args:
+        problems: S problems with identical parameter shapes and data shapes.
+        thetas: Starting points, shape (S, N).
+        steps: Adam steps.
+        lr: Learning rate.
+
+    Returns:
+        Trained parameters, shape (S, N).
+
+    Raises:
+        ValueError: If the problems differ in structure or thetas has the wrong shape.
+    """
+    where = "train_many(problems, thetas)"
+    if not problems:
+        raise ValueError(f"{where}: no problems given.")
+    p0 = problems[0]
+    for p in problems[1:]:
+        if (p.param_shapes != p0.param_shapes or p.inputs.shape != p0.inputs.shape
+                or p.targets.shape != p0.targets.shape or p.loss_fn != p0.loss_fn):
+            raise ValueError(f"{where}: every problem must share parameter shapes, data shapes "
+                             "and loss with the first.")
+    if thetas.shape != (len(problems), p0.n_params):
+        raise ValueError(f"{where}: thetas has shape {tuple(thetas.shape)}, expected "
+                         f"({len(problems)}, {p0.n_params}).")
+    X = torch.stack([p.inputs for p in problems])
+    Y = torch.stack([p.targets for p in problems])
+
+    def loss(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return p0.loss_fn(p0._call(p0.unflatten(theta), x), y)
+
+    grads = torch.func.vmap(torch.func.grad(loss))
+    theta = thetas.clone().to(p0.dtype)
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    b1, b2, eps_ = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        g = grads(theta, X, Y)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        step = lr / (1 - b1**t)
+        theta -= step * m / ((v / (1 - b2**t)).sqrt() + eps_)
+    return theta

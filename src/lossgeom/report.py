@@ -15,7 +15,7 @@ Field glossary (every key of ``Report.to_dict()``):
 * ``gauss_newton``: rank decision for G = Jᵀ∇²ₓC J: {rank, tol, gap, decided, method}.
 * ``hessian``: {rank, tol, gap, inertia [positive, negative, zero], method, decided,
   top_eigenvalues (≤ 10, descending), bottom_eigenvalues (≤ 10, ascending), residuals_top,
-  residuals_bottom, n_matvec, asymmetry}; method ∈ dense | gauss_newton | lanczos. Counts that
+  residuals_bottom, n_matvec, asymmetry, rtol, spectrum (all eigenvalues, ascending, or null)}; method ∈ dense | gauss_newton | lanczos. Counts that
   the route cannot settle are null.
 * ``behavior_manifold_dim``: N − rank J (the local dimension of {θ' : x(θ') = x(θ)} where rank J is
   locally constant; an upper bound otherwise, spec §1.2).
@@ -77,6 +77,8 @@ class HessianSummary:
         n_matvec: Hessian-vector products used (0 for dense).
         asymmetry: ‖H − Hᵀ‖/‖H‖ of the assembled matrix (dense route).
         rtol: Relative tolerance used.
+        spectrum: Every eigenvalue, ascending, when the route computes them all (dense,
+            gauss_newton), else None.
     """
 
     rank: int | None
@@ -92,6 +94,7 @@ class HessianSummary:
     n_matvec: int = 0
     asymmetry: float = 0.0
     rtol: float = 0.0
+    spectrum: list[float] | None = None
 
 
 @dataclass(frozen=True)

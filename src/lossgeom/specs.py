@@ -63,7 +63,8 @@ def problem_from_config(config: dict[str, Any]) -> Problem:
     """Build the Problem a config describes: mlp(widths, activation, bias) seeded by ``seed``.
 
     Data: ``source`` with ``n`` samples and ``data_seed``; for "random" the targets have the
-    output width k = widths[-1]. For softmax_ce on a labelled set, integer labels are used.
+    output width k = widths[-1], mapped to soft labels (softmax) for softmax_ce and ce_prob and to
+    (0, 1) (sigmoid) for bce. For softmax_ce on a labelled set, integer labels are used.
 
     Raises:
         ValueError: For inconsistent widths and data, or invalid options.
@@ -78,6 +79,10 @@ def problem_from_config(config: dict[str, Any]) -> Problem:
     labels = cfg["loss"] == "softmax_ce" and cfg["source"] in ("digits", "iris")
     X, Y = load_data(cfg["source"], cfg["n"], d=widths[0], k=widths[-1], seed=cfg["data_seed"],
                      labels=labels)
+    if cfg["source"] == "random" and cfg["loss"] in ("softmax_ce", "ce_prob"):
+        Y = torch.softmax(Y, dim=1)      # Gaussian logits → soft labels on the simplex
+    elif cfg["source"] == "random" and cfg["loss"] == "bce":
+        Y = torch.sigmoid(Y)
     d_data = X.reshape(X.shape[0], -1).shape[1]
     if d_data != widths[0]:
         raise ValueError(f"widths {widths} start with input width {widths[0]}, but the "

@@ -1,0 +1,20 @@
+"""The ``lossgeom`` command line (Typer + Rich): one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from .analyze import analyze
+from .demo import demo
+
+app = typer.Typer(
+    name="lossgeom",
+    help="Certified geometry of loss landscapes at critical points.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(analyze)
+app.command()(demo)
+
+__all__ = ["app"]

@@ -1,0 +1,74 @@
+"""Shared CLI helpers: error handling, stdout/stderr consoles, report tables."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..report import Report
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ValueError/TypeError/FileNotFoundError into one red line on stderr and exit code 2."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def print_json(obj) -> None:
+    """JSON alone on stdout."""
+    typer.echo(json.dumps(obj, indent=1))
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        if math.isinf(x):
+            return "inf"
+        return f"{x:.3g}"
+    return str(x)
+
+
+def _flag(decided: bool | None) -> str:
+    return "" if decided in (True, None) else " [yellow](undecided)[/yellow]"
+
+
+def report_table(report: Report, title: str = "lossgeom analyze") -> Table:
+    """A two-column Rich table of a Report's headline fields; undecided cuts in yellow."""
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    j, h, g = report.jacobian, report.hessian, report.gauss_newton
+    t.add_row("N, n, k", f"{report.n_params}, {report.n_samples}, {report.n_outputs}")
+    t.add_row("loss", _fmt(report.loss))
+    crit = report.criticality
+    t.add_row("‖∇L‖ (tol)", f"{_fmt(report.grad_norm)} ({_fmt(crit['tol'])})")
+    t.add_row("‖∇ₓC‖", _fmt(report.output_grad_norm))
+    t.add_row("rank J", f"{j['rank']}  tol {_fmt(j['tol'])}  gap {_fmt(j['gap'])}  \\[{j['method']}]"
+              + _flag(j["decided"]))
+    if g is not None:
+        t.add_row("rank G (Gauss–Newton)", f"{g['rank']}  tol {_fmt(g['tol'])}  gap {_fmt(g['gap'])}"
+                  + _flag(g["decided"]))
+    if h is not None:
+        inertia = " / ".join(_fmt(c) for c in h.inertia)
+        t.add_row("Hessian inertia (+/−/0)", f"{inertia}  \\[{h.method}]" + _flag(h.decided))
+        t.add_row("rank ∇²L", f"{_fmt(h.rank)}  tol {_fmt(h.tol)}  gap {_fmt(h.gap)}")
+        t.add_row("λ_max, λ_min", f"{_fmt(h.top_eigenvalues[0])}, {_fmt(h.bottom_eigenvalues[0])}")
+    t.add_row("behavior manifold dim", str(report.behavior_manifold_dim))
+    t.add_row("kind", f"[bold]{report.kind}[/bold] ({report.kind_reason})")
+    ri = report.rank_identity
+    t.add_row("rank ∇²L = rank J", f"predicted {ri['predicted']}, holds {ri['holds']}")
+    return t
