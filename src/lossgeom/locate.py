@@ -90,14 +90,32 @@ def fit_last_layer(problem: Problem, theta: Tensor | None = None) -> Tensor:
     return new
 
 
-def _newton_step(problem: Problem, theta: Tensor, g: Tensor, dense_max_n: int = 3000) -> Tensor:
-    """Minimum-norm Newton step −H⁺ ∇L (dense lstsq, or MINRES on the operator for large N)."""
-    if problem.n_params <= dense_max_n:
-        H = hessian(problem, theta)
-        return -torch.linalg.lstsq(H, g[:, None], driver="gelsd").solution[:, 0]
-    op = hessian_operator(problem, theta)
-    step, _ = minres(op, -g.numpy(), rtol=1e-12, maxiter=200)
-    return torch.as_tensor(step, dtype=theta.dtype)
+def _newton_steps(problem: Problem, theta: Tensor, g: Tensor, target: str,
+                  dense_max_n: int = 3000) -> list[Tensor]:
+    """Candidate steps, most aggressive first: Newton −H⁺∇L, then Levenberg–Marquardt damped.
+
+    Dense (N ≤ dense_max_n), with H = V diag(λ) Vᵀ: for target="minimum" the steps are
+    −V diag(1/(λ + μ)) Vᵀ∇L with μ = 0 (pseudo-inverse) then μ > −λ_min growing, which are
+    descent directions; for target="any" they are −V diag(λ/(λ² + μ)) Vᵀ∇L, Gauss–Newton steps on
+    the residual ∇L(θ) = 0. Large N: one MINRES solve of H δ = −∇L on the operator.
+    """
+    if problem.n_params > dense_max_n:
+        op = hessian_operator(problem, theta)
+        step, _ = minres(op, -g.numpy(), rtol=1e-12, maxiter=200)
+        return [torch.as_tensor(step, dtype=theta.dtype)]
+    lam, V = torch.linalg.eigh(hessian(problem, theta))
+    gv = V.T @ g
+    lmax = float(lam.abs().max()) or 1.0
+    cut = problem.n_params * torch.finfo(lam.dtype).eps * lmax
+    inv = torch.where(lam.abs() > cut, 1.0 / lam, torch.zeros_like(lam))
+    steps = [-(V @ (inv * gv))]
+    shift = max(0.0, -float(lam.min()))
+    for mu in (1e-8, 1e-6, 1e-4, 1e-2, 1.0, 1e2):
+        if target == "minimum":
+            steps.append(-(V @ (gv / (lam + shift + mu * lmax))))
+        else:
+            steps.append(-(V @ (lam * gv / (lam**2 + (mu * lmax) ** 2))))
+    return steps
 
 
 def _gauss_newton_step(problem: Problem, theta: Tensor) -> Tensor:
@@ -133,7 +151,8 @@ def find_critical_point(
         theta: Start (N,); default ``problem.theta``.
         steps: Adam steps (target="minimum").
         target: "minimum" or "any".
-        polish: "newton" (−H⁺∇L), "gauss_newton" (−J⁺W⁺∇ₓC) or "none".
+        polish: "newton" (−H⁺∇L with Levenberg–Marquardt damping when a full step fails),
+            "gauss_newton" (−J⁺W⁺∇ₓC with backtracking) or "none".
         tol: Relative gradient tolerance.
         lr: Adam learning rate.
         polish_steps: Maximum polish iterations.
@@ -180,11 +199,14 @@ def find_critical_point(
         if gnorm <= tol * scale:
             break
         g = problem.grad(theta)
-        step = (_gauss_newton_step(problem, theta) if polish == "gauss_newton"
-                else _newton_step(problem, theta, g))
+        if polish == "gauss_newton":
+            gn = _gauss_newton_step(problem, theta)
+            candidates = [a * gn for a in (1.0, 0.5, 0.25, 0.125, 0.0625)]
+        else:
+            candidates = _newton_steps(problem, theta, g, target)
         accepted = False
-        for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625, 1 / 32, 1 / 64):
-            cand = theta + alpha * step
+        for step in candidates:
+            cand = theta + step
             try:
                 c_loss, c_g, c_scale = status(cand)
             except ValueError:

@@ -8,13 +8,14 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ..demo import TREND_SEEDS, TREND_WIDTHS, run_demo
+from ..demo import TREND_SEEDS, TREND_STEPS, TREND_WIDTHS, run_demo
 from ._common import err, out, user_errors
 
 
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
     seeds: int = typer.Option(TREND_SEEDS, help="Seeds per width in the trend experiment."),
+    steps: int = typer.Option(TREND_STEPS, help="Adam steps per trend run."),
 ) -> None:
     """Information loss → flat basins on tiny nets: exact fits, a dead ReLU pattern, softmax-CE,
     and the overparameterization trend. Writes report.json and PNG figures."""
@@ -22,7 +23,7 @@ def demo(
         stages = 4 + 2 * len(TREND_WIDTHS)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("demo", total=stages)
-            result = run_demo(out_dir, seeds=seeds,
+            result = run_demo(out_dir, seeds=seeds, steps=steps,
                               progress=lambda msg: bar.update(task, advance=1, description=msg))
         t = Table(title="Exact fits (MSE unless named)", title_justify="left")
         for col in ("case", "N", "n·k", "rank J (gap)", "Hessian +/−/0", "N − rank J", "kind",

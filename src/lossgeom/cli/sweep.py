@@ -1,0 +1,161 @@
+"""``lossgeom sweep``: run a TOML spec over its grid, check a database, report its results.
+
+Commands::
+
+    lossgeom sweep run SPEC.toml [--backend local|dask] [--scheduler ADDRESS] [--db FILE]
+                                 [--workers N] [--retry-failed] [--yes] [--json]
+    lossgeom sweep status DB [--json]
+    lossgeom sweep report DB [--json] [--plot DIR]
+
+``--json`` prints JSON and nothing else on stdout; progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import sweep as _sweep
+from ..sweep.summary import summarize
+
+app = typer.Typer(help="Sweeps: TOML specs over grids of widths, activations, data and seeds, "
+                       "stored in SQLite (crash-safe, resumable).", no_args_is_help=True)
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(str(err), err=True)
+    return typer.Exit(2)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _status_tables(st: _sweep.SweepStatus) -> None:
+    table = Table(title=f"sweep {st.name!r}: {st.db}")
+    for col in ("planned", "done", "failed", "remaining"):
+        table.add_column(col, justify="right")
+    table.add_row(str(st.planned), f"[green]{st.done}[/]", f"[red]{st.failed}[/]" if st.failed
+                  else "0", str(st.remaining))
+    _out.print(table)
+    if st.failures:
+        fails = Table(title="failed runs", show_lines=False)
+        fails.add_column("run_id")
+        fails.add_column("config")
+        fails.add_column("error", overflow="fold")
+        for f in st.failures:
+            cfg = f["config"]
+            short = f"{'-'.join(map(str, cfg['widths']))} {cfg['activation']} seed={cfg['seed']}"
+            fails.add_row(f["run_id"][:12], short, f["error"])
+        _out.print(fails)
+
+
+@app.command("run")
+def run_command(
+    spec: Path = typer.Argument(..., help="The sweep spec (TOML)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or dask."),
+    scheduler: str = typer.Option(None, "--scheduler",
+                                  help="Dask scheduler address, tcp://HOST:8786 (dask only)."),
+    db: Path = typer.Option(None, "--db", help="SQLite file [default: sweep.sqlite beside "
+                                              "the spec]."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes [default: cores]."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun failed runs."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Allow more runs than max_runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
+) -> None:
+    """Run every run of SPEC that the database does not hold yet (resumes a killed sweep)."""
+    try:
+        st = _sweep.run(spec, backend=backend, scheduler=scheduler, db=db, workers=workers,
+                        retry_failed=retry_failed, yes=yes, progress=True)
+    except (ValueError, TypeError) as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished runs are stored; run the same command to resume.",
+                   err=True)
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(st.to_dict()))
+        return
+    _err.print(f"ran {st.ran}, skipped {st.skipped} already stored")
+    _status_tables(st)
+
+
+@app.command("status")
+def status_command(
+    db: Path = typer.Argument(..., help="The sweep database."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Counts of planned, done, failed and remaining runs, and each failure's error."""
+    try:
+        st = _sweep.status(db)
+    except (ValueError, TypeError) as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps(st.to_dict()))
+        return
+    _status_tables(st)
+
+
+def _report_table(records: list[dict[str, Any]]) -> None:
+    rows = summarize(records)
+    table = Table(title=f"{len(records)} runs grouped by "
+                        f"{', '.join(rows[0]['group']) if rows and rows[0]['group'] else 'nothing'}")
+    for col in ("group", "N", "runs", "failed", "fitted", "rank J / nk", "rank-deficient fits",
+                "zero eig. / N", "inertia (mode)", "kinds"):
+        table.add_column(col, justify="left" if col in ("group", "kinds") else "right")
+    for row in rows:
+        frac = row["rank_deficient_fraction"]
+        table.add_row(
+            row["label"], _fmt(row["n_params"]), str(row["runs"]),
+            f"[red]{row['failed']}[/]" if row["failed"] else "0", str(row["fitted"]),
+            _fmt(row["rank_j_ratio"]),
+            "-" if frac is None else f"{row['rank_deficient']}/{row['fitted']} ({frac:.2f})",
+            _fmt(row["zero_fraction"]), _fmt(row["inertia_mode"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(row["kinds"].items())))
+    _out.print(table)
+    held = [r for r in rows if r["heldout"]]
+    if held:
+        t2 = Table(title="held-out outputs (fitted runs, spec §6.3 Experiments 2b and 1)")
+        for col in ("group", "fits", "spread", "modal share", "patterns",
+                    "corr(freq, N - rank J)"):
+            t2.add_column(col, justify="left" if col == "group" else "right")
+        for r in held:
+            h = r["heldout"]
+            t2.add_row(r["label"], str(h["runs"]), _fmt(h["spread"]), _fmt(h["modal_share"]),
+                       str(h["patterns"]), _fmt(h["pattern_dim_correlation"]))
+        _out.print(t2)
+
+
+@app.command("report")
+def report_command(
+    db: Path = typer.Argument(..., help="The sweep database."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as a JSON list only."),
+    plot: Path = typer.Option(None, "--plot", help="Write figures (PNG) into this folder."),
+) -> None:
+    """Tables grouped by the axes that vary, or every run as JSON; figures with --plot."""
+    try:
+        records = _sweep.results(db)
+    except (ValueError, TypeError) as err:
+        raise _fail(err) from None
+    if plot is not None:
+        from ..plots.sweep import save_sweep_figures
+
+        for path in save_sweep_figures(records, plot):
+            _err.print(f"wrote {path}")
+    if as_json:
+        keys = ("run_id", "config", "status", "report", "error", "extras")
+        typer.echo(json.dumps([{k: r[k] for k in keys} for r in records]))
+        return
+    _report_table(records)
