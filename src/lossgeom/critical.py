@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
 from ._timing import stage
-from .curvature.hessian import BLOCK, HvpMode, _second_order, hessian_operator
+from .curvature.hessian import dense_second_order, hessian_operator
 from .curvature.jacobian import jacobian, jacobian_operator, ntk_gram
 from .linalg.inertia import Inertia, inertia_from_eigenvalues
 from .linalg.rank import RankDecision, numerical_rank, rank_from_gram
@@ -125,12 +125,7 @@ def _summary_from_eigenvalues(lam: Tensor, rtol, dtype, n_params: int, method: s
 
 def _dense_hessian_eigenvalues(problem: Problem, theta: Tensor) -> tuple[Tensor, float]:
     """Eigenvalues of the dense Hessian (ascending) and the assembled matrix's asymmetry."""
-    _, block = _second_order(problem.loss_at, theta, HvpMode.REVERSE)
-    N = problem.n_params
-    H = torch.empty(N, N, dtype=theta.dtype)
-    eye = torch.eye(N, dtype=theta.dtype)
-    for j in range(0, N, BLOCK):
-        H[:, j:j + BLOCK] = block(eye[:, j:j + BLOCK])
+    H = dense_second_order(problem.loss_at, theta)
     norm = float(torch.linalg.norm(H))
     asym = float(torch.linalg.norm(H - H.T)) / norm if norm > 0 else 0.0
     return torch.linalg.eigvalsh(0.5 * (H + H.T)), asym

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
 from ..linalg.operators import CurvatureOperator
 from ..problem import Problem
-from .hessian import HvpMode, _second_order, symmetric_from_blocks
+from .hessian import HvpMode, _second_order, dense_second_order
 from .jacobian import jacobian, make_jvp, make_vjp
 
 __all__ = [
@@ -133,5 +133,5 @@ def residual_hessian(problem: Problem, theta: Tensor | None = None, *,
     N = problem.n_params
     check_dense_budget(where, "residual Hessian", (N, N), max_bytes,
                        "Use residual_operator(problem, theta).")
-    _, block = _second_order(_residual_scalar(problem, theta), theta, HvpMode.REVERSE)
-    return symmetric_from_blocks(block, N, theta)
+    R = dense_second_order(_residual_scalar(problem, theta), theta)
+    return 0.5 * (R + R.T)

@@ -21,8 +21,8 @@ from ..problem import Problem
 
 __all__ = ["HvpMode", "hessian", "hessian_operator", "hvp", "make_hvp", "make_hvp_block"]
 
-BLOCK = 64
-"""Columns per batched product when materialising dense matrices."""
+DENSE_CHUNK = 256
+"""Columns per vmapped forward-over-reverse pass when a dense Hessian is assembled."""
 
 
 class HvpMode(StrEnum):
@@ -162,14 +162,21 @@ def hessian(problem: Problem, theta: Tensor | None = None, *,
     check_dense_budget(where, "Hessian", (N, N), max_bytes,
                        "Use hessian_operator(problem, theta) with scipy.sparse.linalg.eigsh, or "
                        "analyze(..., method=\"operator\").")
-    _, block = _second_order(problem.loss_at, theta, HvpMode.REVERSE)
-    return symmetric_from_blocks(block, N, theta)
+    H = dense_second_order(problem.loss_at, theta)
+    return 0.5 * (H + H.T)
 
 
-def symmetric_from_blocks(block: Callable[[Tensor], Tensor], N: int, like: Tensor) -> Tensor:
-    """Dense symmetric matrix (N, N) from a batched product V ↦ A V, symmetrised."""
-    out = torch.empty(N, N, dtype=like.dtype, device=like.device)
-    eye = torch.eye(N, dtype=like.dtype, device=like.device)
-    for j in range(0, N, BLOCK):
-        out[:, j:j + BLOCK] = block(eye[:, j:j + BLOCK])
-    return 0.5 * (out + out.T)
+def dense_second_order(f: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
+    """Unsymmetrised dense Hessian of a scalar f at θ, shape (N, N).
+
+    Columns come from forward-over-reverse products ``jvp(grad(f))`` vmapped over chunks of
+    ``DENSE_CHUNK`` unit vectors (the route of ``torch.func.hessian``, with bounded memory).
+    """
+    N = theta.numel()
+    g = grad(f)
+
+    def column(v: Tensor) -> Tensor:
+        return jvp(g, (theta,), (v,))[1]
+
+    eye = torch.eye(N, dtype=theta.dtype, device=theta.device)
+    return vmap(column, in_dims=1, out_dims=1, chunk_size=min(N, DENSE_CHUNK))(eye)
