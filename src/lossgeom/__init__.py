@@ -5,6 +5,8 @@ Everything in the public API (``../api.md``) is importable from the top level::
     import lossgeom as lg
 """
 
+from .critical import analyze
+from . import linear
 from .curvature import (
     gauss_newton,
     hessian,
@@ -15,10 +17,9 @@ from .curvature import (
     ntk_gram,
     residual_hessian,
 )
-from .critical import analyze
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
-from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
 from .info_loss import InfoLossReport, information_loss
+from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
 from .locate import find_critical_point, fit_last_layer
 from .models import mlp
 from .problem import Problem
@@ -38,6 +39,8 @@ __all__ = [
     "analyze", "Report", "find_critical_point", "fit_last_layer",
     # information loss
     "information_loss", "InfoLossReport",
+    # submodules
+    "linear",
     # errors
     "DenseTooLargeError", "NotCriticalError", "UnsafeCheckpointError",
 ]

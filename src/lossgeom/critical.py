@@ -12,7 +12,7 @@ Routes (recorded in the Report):
   operator, inertia counts left null (undecided).
 
 Criticality test: θ is critical when ‖∇L‖ ≤ rtol_c · σ_max(J) · max(‖∇ₓC(x)‖, ‖∇ₓC(x_ref)‖),
-rtol_c = max(1e-7, 1e3·eps(dtype)). Since ∇L = Jᵀ∇ₓC, the product σ_max(J)·‖∇ₓC‖ bounds ‖∇L‖;
+rtol_c = max(1e-8, 1e3·eps(dtype)). Since ∇L = Jᵀ∇ₓC, the product σ_max(J)·‖∇ₓC‖ bounds ‖∇L‖;
 x_ref (zero outputs for mse and logits, 1/2 for bce, 1/k for ce_prob) sets the scale where the fit
 is perfect and ∇ₓC vanishes.
 

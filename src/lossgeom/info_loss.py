@@ -189,7 +189,7 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     infos = []
     with torch.no_grad():
         acts = _forward_layers(problem, theta)
-    for l, ((end, upto), (dh, h)) in enumerate(zip(layers, acts, strict=True), start=1):
+    for index, ((_, upto), (dh, h)) in enumerate(zip(layers, acts, strict=True), start=1):
         h2, dh2 = h.reshape(n, -1), dh.reshape(n, -1)
         tol = COINCIDENCE_RTOL * eps(problem.dtype) * max(1.0, float(h2.abs().max()))
         groups = _groups(h2, tol)
@@ -199,7 +199,7 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
         dead = set(dead_samples)
         n_rows = n - sum(max(0, len(dead.intersection(g)) - 1) for g in groups)
         bound = min(n_rows * k, N, min(upto, (n - len(dead)) * k) + min(m * k, N - upto))
-        infos.append(LayerInfo(l, m, [g for g in groups if len(g) >= 2], dead_units, dead_samples,
+        infos.append(LayerInfo(index, m, [g for g in groups if len(g) >= 2], dead_units, dead_samples,
                                upto, bound, tol))
     gen = torch.Generator().manual_seed(seed)
     radius = NEARBY_RADIUS * max(1.0, float(theta.abs().max()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import linear
 from .analyze import analyze
 from .demo import demo
 
@@ -16,5 +17,6 @@ app = typer.Typer(
 )
 app.command()(analyze)
 app.command()(demo)
+app.add_typer(linear.app, name="linear", help="Deep linear networks: purity, landscapes, Hessian ranks.")
 
 __all__ = ["app"]

@@ -18,7 +18,8 @@ def demo(
     steps: int = typer.Option(TREND_STEPS, help="Adam steps per trend run."),
 ) -> None:
     """Information loss → flat basins on tiny nets: exact fits, a dead ReLU pattern, softmax-CE,
-    and the overparameterization trend. Writes report.json and PNG figures."""
+    and the overparameterization trend. Writes report.json and PNG figures.
+    """
     with user_errors():
         stages = 4 + 2 * len(TREND_WIDTHS)
         with Progress(console=err, transient=True) as bar:

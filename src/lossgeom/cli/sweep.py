@@ -21,10 +21,13 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import sweep as _sweep
-from ..sweep.summary import summarize
+from ..sweep.summary import format_value, summarize, varying_keys
 
 app = typer.Typer(help="Sweeps: TOML specs over grids of widths, activations, data and seeds, "
                        "stored in SQLite (crash-safe, resumable).", no_args_is_help=True)
+
+_KIND_SHORT = {"global_minimum": "gm", "strict_local_minimum": "min", "strict_saddle": "saddle",
+               "strict_local_maximum": "max", "degenerate": "deg", "noncritical": "noncrit"}
 
 _out = Console()
 _err = Console(stderr=True)
@@ -109,32 +112,42 @@ def status_command(
 
 
 def _report_table(records: list[dict[str, Any]]) -> None:
-    rows = summarize(records)
-    table = Table(title=f"{len(records)} runs grouped by "
-                        f"{', '.join(rows[0]['group']) if rows and rows[0]['group'] else 'nothing'}")
-    for col in ("group", "N", "runs", "failed", "fitted", "rank J / nk", "rank-deficient fits",
-                "zero eig. / N", "inertia (mode)", "kinds"):
-        table.add_column(col, justify="left" if col in ("group", "kinds") else "right")
+    keys = varying_keys(records)
+    rows = summarize(records, by=keys)
+    table = Table(title=f"{len(records)} runs grouped by {', '.join(keys) or 'nothing'}")
+    for key in keys:
+        width = max([len(key)] + [len(format_value(key, r["group"][key])) for r in rows])
+        table.add_column(key, no_wrap=True, min_width=width)
+    for col in ("N", "runs", "fail", "fits", "rank J/nk", "deficient", "zero/N", "inertia",
+                "kinds"):
+        table.add_column(col, justify="left" if col == "kinds" else "right")
     for row in rows:
         frac = row["rank_deficient_fraction"]
         table.add_row(
-            row["label"], _fmt(row["n_params"]), str(row["runs"]),
-            f"[red]{row['failed']}[/]" if row["failed"] else "0", str(row["fitted"]),
-            _fmt(row["rank_j_ratio"]),
-            "-" if frac is None else f"{row['rank_deficient']}/{row['fitted']} ({frac:.2f})",
-            _fmt(row["zero_fraction"]), _fmt(row["inertia_mode"]),
-            ", ".join(f"{k} {v}" for k, v in sorted(row["kinds"].items())))
+            *(format_value(k, row["group"][k]) for k in keys), _fmt(row["n_params"]),
+            str(row["runs"]), f"[red]{row['failed']}[/]" if row["failed"] else "0",
+            str(row["fitted"]), _fmt(row["rank_j_ratio"]),
+            "-" if frac is None else f"{row['rank_deficient']}/{row['fitted']}",
+            _fmt(row["zero_fraction"]),
+            "-" if row["inertia_mode"] is None else "/".join(map(str, row["inertia_mode"])),
+            " ".join(f"{_KIND_SHORT.get(k, k)}:{v}" for k, v in sorted(row["kinds"].items())))
     _out.print(table)
+    _out.print("fits: exact fits (perfect_fit); deficient: fits with rank J < min(n·k, N); "
+               "zero/N: zero Hessian eigenvalues over N; inertia: the most common "
+               "positive/negative/zero; kinds: " + ", ".join(f"{v} = {k}"
+                                                            for k, v in _KIND_SHORT.items()))
     held = [r for r in rows if r["heldout"]]
     if held:
-        t2 = Table(title="held-out outputs (fitted runs, spec §6.3 Experiments 2b and 1)")
-        for col in ("group", "fits", "spread", "modal share", "patterns",
-                    "corr(freq, N - rank J)"):
-            t2.add_column(col, justify="left" if col == "group" else "right")
+        t2 = Table(title="held-out outputs of the fits (spec §6.3 Experiments 2b and 1)")
+        for key in keys:
+            t2.add_column(key)
+        for col in ("fits", "spread", "modal share", "patterns", "corr(freq, N-rank J)"):
+            t2.add_column(col, justify="right")
         for r in held:
             h = r["heldout"]
-            t2.add_row(r["label"], str(h["runs"]), _fmt(h["spread"]), _fmt(h["modal_share"]),
-                       str(h["patterns"]), _fmt(h["pattern_dim_correlation"]))
+            t2.add_row(*(format_value(k, r["group"][k]) for k in keys), str(h["runs"]),
+                       _fmt(h["spread"]), _fmt(h["modal_share"]), str(h["patterns"]),
+                       _fmt(h["pattern_dim_correlation"]))
         _out.print(t2)
 
 

@@ -23,7 +23,7 @@ MIN_GAP = 1e3
 to the largest value dropped is at least this (three orders of magnitude)."""
 
 CRITICAL_RTOL = 1e-8
-"""Relative criticality tolerance: ‖∇L‖ ≤ CRITICAL_RTOL · scale (see ``critical.gradient_scale``)."""
+"""Relative criticality tolerance: ‖∇L‖ ≤ CRITICAL_RTOL · scale (``critical.criticality_tolerance``)."""
 
 PERFECT_FIT_RTOL = 1e-8
 """Relative perfect-fit tolerance: ‖∇ₓC‖ ≤ PERFECT_FIT_RTOL · output scale."""
@@ -55,6 +55,7 @@ def gram_floor(m: int, sigma_max: float, dtype: torch.dtype = torch.float64) -> 
         √(m·eps)·σ_max. A rank cut below that floor is re-decided by an SVD of J or of Jᵀ U₀.
     """
     return math.sqrt(max(m, 1) * eps(dtype)) * sigma_max
+
 
 COINCIDENCE_RTOL = 1e3
 """Activations hᵢ, hⱼ coincide when ‖hᵢ − hⱼ‖∞ ≤ COINCIDENCE_RTOL · eps(dtype) · max(1, max|h|)."""

@@ -6,42 +6,35 @@ for ℓ on M_r) or spurious; ``eckart_young_points`` lists the critical points o
 loss; ``hessian_rank_formula`` gives the closed-form Hessian ranks. Math: spec §4 and §5.
 """
 
-from ._critical import (
-    CONVENTIONS,
+from ._bad_minima import (
     BadMinimaResult,
     CriticalCluster,
-    EckartYoungLandscape,
-    EckartYoungPoint,
-    FunctionalLoss,
-    LinearCritical,
-    SingularValueTieWarning,
     WeightedFrobeniusExample,
     bad_minima_experiment,
-    classify,
-    data_loss,
+    weighted_frobenius_example,
+)
+from ._critical import CONVENTIONS, LinearCritical, classify
+from ._eckart_young import (
+    EckartYoungLandscape,
+    EckartYoungPoint,
+    FibreCheck,
+    SingularValueTieWarning,
+    eckart_young_check,
     eckart_young_landscape,
     eckart_young_points,
     fibre_point,
-    frobenius_loss,
-    functional_loss,
-    weighted_frobenius_example,
-    weighted_frobenius_loss,
 )
 from ._functional import (
     DifferentialRank,
     FunctionalSpace,
-    TangentSpace,
     differential,
     differential_rank,
     differential_rank_details,
     differential_rank_numerical,
-    flatten_weights,
     functional_space,
     is_filling,
     partial_products,
     product,
-    tangent_space,
-    unflatten_weights,
 )
 from ._hessian_rank import (
     HessianRankComparison,
@@ -49,6 +42,16 @@ from ._hessian_rank import (
     hessian_rank_comparison,
     hessian_rank_formula,
 )
+from ._losses import (
+    FunctionalLoss,
+    data_loss,
+    frobenius_loss,
+    functional_loss,
+    functional_problem,
+    weighted_frobenius_loss,
+)
+from ._tangent import TangentSpace, tangent_space
+from ._weights import flatten_weights, unflatten_weights
 
 __all__ = [
     # the product map and the functional space
@@ -58,12 +61,12 @@ __all__ = [
     "DifferentialRank", "FunctionalSpace", "TangentSpace",
     # losses on the functional space
     "FunctionalLoss", "frobenius_loss", "weighted_frobenius_loss", "data_loss",
-    "functional_loss",
+    "functional_loss", "functional_problem",
     # pure and spurious critical points
     "classify", "LinearCritical", "CONVENTIONS",
     # Eckart–Young landscape
-    "eckart_young_points", "eckart_young_landscape", "fibre_point", "EckartYoungPoint",
-    "EckartYoungLandscape", "SingularValueTieWarning",
+    "eckart_young_points", "eckart_young_landscape", "eckart_young_check", "fibre_point",
+    "EckartYoungPoint", "EckartYoungLandscape", "FibreCheck", "SingularValueTieWarning",
     # bad minima
     "weighted_frobenius_example", "WeightedFrobeniusExample", "bad_minima_experiment",
     "BadMinimaResult", "CriticalCluster",

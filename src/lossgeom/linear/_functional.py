@@ -1,9 +1,7 @@
 """The product map μ of a deep linear network, its differential dμ and the functional space M_r.
 
-Spec §4.1, §4.3, §4.8. A network with widths d = (d_0, …, d_h) has weights W_i of shape
-(d_i, d_{i-1}) and computes μ(θ) = W̄ = W_h ⋯ W_1, shape (d_h, d_0). Parameters are flattened
-as θ = (vec W_1, …, vec W_h), each W_i row-major: the order of ``lossgeom.mlp(widths,
-activation="linear", bias=False)``.
+Spec §4.1, §4.3. A network with widths d = (d_0, …, d_h) has weights W_i of shape (d_i, d_{i-1})
+and computes μ(θ) = W̄ = W_h ⋯ W_1, shape (d_h, d_0); θ = (vec W_1, …, vec W_h), row-major.
 
 NOTE [staircase rank]
     dμ(θ)(δW) = Σ_i W_{>i} δW_i W_{<i} with W_{>i} = W_h ⋯ W_{i+1} (W_{>h} = I) and
@@ -18,121 +16,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_rtol
 from ..linalg import CurvatureOperator, RankDecision, numerical_rank
+from ._weights import as_weights, check_widths, widths_of
 
 __all__ = [
     "DifferentialRank",
     "FunctionalSpace",
-    "TangentSpace",
-    "as_weights",
     "differential",
     "differential_rank",
     "differential_rank_details",
     "differential_rank_numerical",
-    "flatten_weights",
     "functional_space",
     "is_filling",
     "partial_products",
     "product",
-    "tangent_space",
-    "unflatten_weights",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# validation
-# ---------------------------------------------------------------------------------------------
-def check_widths(where: str, widths) -> tuple[int, ...]:
-    """Validate a width list (d_0, …, d_h): at least two positive integers.
-
-    Args:
-        where: The call as the user wrote it, for messages.
-        widths: Sequence of layer widths.
-
-    Returns:
-        The widths as a tuple of Python ints.
-
-    Raises:
-        TypeError: If ``widths`` is not a sequence of integers.
-        ValueError: If it has fewer than two entries or a non-positive entry.
-    """
-    if isinstance(widths, str | bytes) or not isinstance(widths, Sequence | np.ndarray):
-        raise TypeError(f"{where}: widths must be a sequence of integers (d_0, ..., d_h), "
-                        f"got {type(widths).__name__}.")
-    out = []
-    for i, w in enumerate(widths):
-        if isinstance(w, bool) or not isinstance(w, int | np.integer):
-            raise TypeError(f"{where}: widths[{i}] = {w!r} is not an integer; widths must be "
-                            "positive integers (d_0, ..., d_h).")
-        out.append(int(w))
-    if len(out) < 2:
-        raise ValueError(f"{where}: widths {tuple(out)} has {len(out)} entr"
-                         f"{'y' if len(out) == 1 else 'ies'}; a network needs at least an input "
-                         "and an output width (d_0, d_1).")
-    bad = [(i, w) for i, w in enumerate(out) if w <= 0]
-    if bad:
-        i, w = bad[0]
-        raise ValueError(f"{where}: widths {tuple(out)} has a non-positive entry d_{i} = {w}; "
-                         "every width must be >= 1.")
-    return tuple(out)
-
-
-def as_weights(where: str, weights) -> list[torch.Tensor]:
-    """Validate weights [W_1, …, W_h] and return float64 copies.
-
-    Args:
-        where: The call as the user wrote it, for messages.
-        weights: Sequence of matrices W_i, shape (d_i, d_{i-1}), torch tensors or numpy arrays.
-
-    Returns:
-        Detached float64 tensors, one per layer (the caller's tensors are not touched).
-
-    Raises:
-        TypeError: If ``weights`` is not a non-empty sequence of real matrices.
-        ValueError: If a W_i is not 2-D, has a zero dimension, the shapes do not chain, or an
-            entry is NaN or inf.
-    """
-    if isinstance(weights, torch.Tensor | np.ndarray) or not isinstance(weights, Sequence):
-        raise TypeError(f"{where}: weights must be a list [W_1, ..., W_h] of matrices, got "
-                        f"{type(weights).__name__}.")
-    if len(weights) == 0:
-        raise ValueError(f"{where}: weights is empty; pass [W_1, ..., W_h] with h >= 1.")
-    out: list[torch.Tensor] = []
-    for i, W in enumerate(weights, start=1):
-        if not isinstance(W, torch.Tensor | np.ndarray):
-            raise TypeError(f"{where}: W_{i} must be a torch.Tensor or numpy array, got "
-                            f"{type(W).__name__}.")
-        t = torch.as_tensor(W)
-        if t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{where}: W_{i} has dtype {t.dtype}; real floating weights expected.")
-        if t.ndim != 2:
-            raise ValueError(f"{where}: W_{i} has shape {tuple(t.shape)}; each W_i must be a "
-                             "matrix of shape (d_i, d_{i-1}).")
-        if 0 in t.shape:
-            raise ValueError(f"{where}: W_{i} has shape {tuple(t.shape)} with a zero width; "
-                             "every width must be >= 1.")
-        t = t.detach().to(dtype=torch.float64, copy=True).cpu()
-        bad = ~torch.isfinite(t)
-        if bool(bad.any()):
-            first = tuple(int(j) for j in torch.nonzero(bad)[0])
-            raise ValueError(f"{where}: W_{i} contains {int(bad.sum())} non-finite value"
-                             f"{'s' if int(bad.sum()) != 1 else ''} (first at index {first}). "
-                             "Repair the weights before calling.")
-        if out and t.shape[1] != out[-1].shape[0]:
-            raise ValueError(
-                f"{where}: W_{i} has shape {tuple(t.shape)} but W_{i - 1} has shape "
-                f"{tuple(out[-1].shape)}; shapes must chain (W_i: (d_i, d_{{i-1}})).")
-        out.append(t)
-    return out
-
-
-def widths_of(weights: Sequence[torch.Tensor]) -> tuple[int, ...]:
-    """Widths (d_0, …, d_h) of validated weights."""
-    return (int(weights[0].shape[1]),) + tuple(int(W.shape[0]) for W in weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,65 +98,6 @@ def _partial_products(Ws: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], l
         after.append(after[-1] @ W)
     after.reverse()
     return after, before
-
-
-def flatten_weights(weights) -> torch.Tensor:
-    """θ = (vec W_1, …, vec W_h), each row-major, shape (d_θ,), float64.
-
-    This is the parameter order of ``lossgeom.mlp(widths, activation="linear", bias=False)``.
-
-    Args:
-        weights: [W_1, …, W_h].
-
-    Returns:
-        The flat parameter vector, shape (Σ d_i d_{i-1},).
-
-    Raises:
-        TypeError: If ``weights`` is not a list of real matrices.
-        ValueError: If the shapes do not chain or an entry is not finite.
-
-    Example:
-        >>> import torch
-        >>> from lossgeom.linear import flatten_weights, unflatten_weights
-        >>> theta = flatten_weights([torch.ones(3, 2), torch.ones(1, 3)])
-        >>> theta.shape, [tuple(W.shape) for W in unflatten_weights(theta, (2, 3, 1))]
-        (torch.Size([9]), [(3, 2), (1, 3)])
-    """
-    Ws = as_weights("flatten_weights(weights)", weights)
-    return torch.cat([W.reshape(-1) for W in Ws])
-
-
-def unflatten_weights(theta, widths) -> list[torch.Tensor]:
-    """Split θ (d_θ,) into [W_1, …, W_h] with W_i of shape (d_i, d_{i-1}), float64.
-
-    Args:
-        theta: Flat parameters, shape (Σ d_i d_{i-1},).
-        widths: (d_0, …, d_h).
-
-    Returns:
-        The weight matrices (copies).
-
-    Raises:
-        TypeError: If ``theta`` is not a tensor or array, or ``widths`` not integers.
-        ValueError: If θ is not 1-D of the right length, or not finite.
-    """
-    where = "unflatten_weights(theta, widths)"
-    d = check_widths(where, widths)
-    if not isinstance(theta, torch.Tensor | np.ndarray):
-        raise TypeError(f"{where}: theta must be a torch.Tensor or numpy array, got "
-                        f"{type(theta).__name__}.")
-    t = torch.as_tensor(theta).detach().to(torch.float64, copy=True).cpu()
-    n = sum(a * b for a, b in zip(d[1:], d[:-1], strict=True))
-    if t.ndim != 1 or t.shape[0] != n:
-        raise ValueError(f"{where}: theta has shape {tuple(t.shape)}, expected ({n},) = "
-                         f"Σ d_i d_(i-1) for widths {d}.")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{where}: theta contains non-finite values.")
-    out, off = [], 0
-    for a, b in zip(d[1:], d[:-1], strict=True):
-        out.append(t[off:off + a * b].reshape(a, b).clone())
-        off += a * b
-    return out
 
 
 def differential(weights) -> CurvatureOperator:
@@ -343,7 +185,11 @@ class FunctionalSpace:
     generic_fibre_dim: int
 
     def to_dict(self) -> dict:
-        """Plain-dict form."""
+        """Plain-dict form of the fields.
+
+        Returns:
+            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
+        """
         return {"widths": list(self.widths), "r": self.r, "dim": self.dim,
                 "filling": self.filling, "n_params": self.n_params,
                 "ambient_dim": self.ambient_dim, "generic_fibre_dim": self.generic_fibre_dim}
@@ -426,7 +272,11 @@ class DifferentialRank:
     maximal: bool
 
     def to_dict(self) -> dict:
-        """Plain-dict form."""
+        """Plain-dict form of the fields.
+
+        Returns:
+            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
+        """
         return {"rank": self.rank, "u": list(self.u), "v": list(self.v),
                 "u_decisions": [x.to_dict() for x in self.u_decisions],
                 "v_decisions": [x.to_dict() for x in self.v_decisions],
@@ -434,11 +284,29 @@ class DifferentialRank:
                 "maximal": self.maximal}
 
 
-def _staircase(Ws: Sequence[torch.Tensor], rtol: float | None) -> DifferentialRank:
+def _factor_singular_values(after: Sequence[torch.Tensor], before: Sequence[torch.Tensor]
+                            ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Singular values of every W_{>i} and W_{<i}; the identities W_{>h}, W_{<1} need no SVD.
+
+    Returns:
+        (σ(W_{>i}) for i = 1..h, σ(W_{<i}) for i = 1..h), each descending.
+    """
+    sa = [torch.linalg.svdvals(A) for A in after[:-1]]
+    sa.append(torch.ones(after[-1].shape[0], dtype=torch.float64))
+    sb = [torch.ones(before[0].shape[0], dtype=torch.float64)]
+    sb += [torch.linalg.svdvals(B) for B in before[1:]]
+    return sa, sb
+
+
+def _staircase(Ws: Sequence[torch.Tensor], rtol: float | None, parts=None, svals=None
+               ) -> DifferentialRank:
     d = widths_of(Ws)
-    after, before = _partial_products(Ws)
-    u_dec = tuple(numerical_rank(A, rtol) for A in after)
-    v_dec = tuple(numerical_rank(B, rtol) for B in before)
+    after, before = _partial_products(Ws) if parts is None else parts
+    sa, sb = _factor_singular_values(after, before) if svals is None else svals
+    u_dec = tuple(numerical_rank(s, rtol, shape=tuple(A.shape), dtype=torch.float64)
+                  for s, A in zip(sa, after, strict=True))
+    v_dec = tuple(numerical_rank(s, rtol, shape=tuple(B.shape), dtype=torch.float64)
+                  for s, B in zip(sb, before, strict=True))
     u = tuple(x.rank for x in u_dec)
     v = tuple(x.rank for x in v_dec)
     rank = sum((u[i] - (u[i - 1] if i else 0)) * v[i] for i in range(len(Ws)))
@@ -449,7 +317,7 @@ def _staircase(Ws: Sequence[torch.Tensor], rtol: float | None) -> DifferentialRa
 
 
 def differential_rank_details(weights, rtol: float | None = None) -> DifferentialRank:
-    """rank dμ(θ) = Σ_i (u_i − u_{i-1}) v_i (spec §4.3) with the factor ranks behind it.
+    """Rank of dμ(θ) = Σ_i (u_i − u_{i-1}) v_i (spec §4.3) with the factor ranks behind it.
 
     u_i = rank W_{>i} and v_i = rank W_{<i} are numerical ranks (``numerical_rank``, default
     rtol = max(shape)·eps), each reported with its tolerance and gap.
@@ -468,7 +336,8 @@ def differential_rank_details(weights, rtol: float | None = None) -> Differentia
     Example:
         >>> import torch
         >>> from lossgeom.linear import differential_rank_details
-        >>> dr = differential_rank_details([torch.eye(3, 2), torch.tensor([[0., 0., 1.], [0., 0., 2.]])])
+        >>> W2 = torch.tensor([[0., 0., 1.], [0., 0., 2.]])  # spec §4.3 filling example
+        >>> dr = differential_rank_details([torch.eye(3, 2), W2])
         >>> dr.u, dr.v, dr.rank  # 1·2 + (2 − 1)·2
         ((1, 2), (2, 2), 4)
     """
@@ -478,7 +347,7 @@ def differential_rank_details(weights, rtol: float | None = None) -> Differentia
 
 
 def differential_rank(weights, rtol: float | None = None) -> int:
-    """rank dμ(θ) by the closed form Σ_i (u_i − u_{i-1}) v_i of spec §4.3.
+    """Rank of dμ(θ) by the closed form Σ_i (u_i − u_{i-1}) v_i of spec §4.3.
 
     See ``differential_rank_details`` for the factor ranks with tolerances and gaps, and
     ``differential_rank_numerical`` for the cross-check by the singular values of dμ.
@@ -509,7 +378,7 @@ def differential_rank(weights, rtol: float | None = None) -> int:
 
 def differential_rank_numerical(weights, rtol: float | None = None, *,
                                 max_bytes: int = DEFAULT_MAX_BYTES) -> RankDecision:
-    """rank dμ(θ) from the singular values of the materialised Jacobian (d_h·d_0, d_θ).
+    """Rank of dμ(θ) from the singular values of the materialised Jacobian (d_h·d_0, d_θ).
 
     The independent cross-check of the staircase formula (spec §4.8 step 3). Dense, so only
     for small networks.
@@ -530,7 +399,8 @@ def differential_rank_numerical(weights, rtol: float | None = None, *,
     Example:
         >>> import torch
         >>> from lossgeom.linear import differential_rank_numerical
-        >>> differential_rank_numerical([torch.eye(3, 2), torch.tensor([[0., 0., 1.], [0., 0., 2.]])]).rank
+        >>> W2 = torch.tensor([[0., 0., 1.], [0., 0., 2.]])
+        >>> differential_rank_numerical([torch.eye(3, 2), W2]).rank
         4
     """
     where = "differential_rank_numerical(weights, rtol)"
@@ -540,105 +410,3 @@ def differential_rank_numerical(weights, rtol: float | None = None, *,
     check_dense_budget(where, "Jacobian of μ", D.shape, max_bytes,
                        "Use differential_rank(weights), the closed form, instead.")
     return numerical_rank(D.materialise(max_bytes=max_bytes), rtol)
-
-
-# ---------------------------------------------------------------------------------------------
-# tangent and normal spaces of the rank stratum
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TangentSpace:
-    """Tangent and normal spaces at W̄ of the stratum of matrices of rank e = rank W̄ (spec §4.1).
-
-    T = {A : U_⊥ᵀ A V_⊥ = 0}, N = {U_⊥ Z V_⊥ᵀ}, with U (d_h, e), V (d_0, e) orthonormal bases of
-    Col W̄ and Row W̄, and U_⊥ (d_h, d_h − e), V_⊥ (d_0, d_0 − e) of their complements.
-
-    Attributes:
-        rank: e.
-        rank_decision: The RankDecision that fixed e (tolerance and gap).
-        U: (d_h, e).
-        V: (d_0, e).
-        U_perp: (d_h, d_h − e).
-        V_perp: (d_0, d_0 − e).
-        dim: dim T = e(d_0 + d_h − e).
-    """
-
-    rank: int
-    rank_decision: RankDecision
-    U: torch.Tensor
-    V: torch.Tensor
-    U_perp: torch.Tensor
-    V_perp: torch.Tensor
-    dim: int
-
-    def project(self, A: torch.Tensor) -> torch.Tensor:
-        """P_T(A) = P_U A + A P_V − P_U A P_V, shape (d_h, d_0) (spec §4.8)."""
-        A = torch.as_tensor(A, dtype=torch.float64)
-        PUA = self.U @ (self.U.T @ A)
-        return PUA + (A @ self.V) @ self.V.T - (PUA @ self.V) @ self.V.T
-
-    def project_normal(self, A: torch.Tensor) -> torch.Tensor:
-        """P_N(A) = U_⊥ U_⊥ᵀ A V_⊥ V_⊥ᵀ = A − P_T(A), shape (d_h, d_0)."""
-        A = torch.as_tensor(A, dtype=torch.float64)
-        return self.U_perp @ (self.U_perp.T @ A @ self.V_perp) @ self.V_perp.T
-
-    def operator(self) -> CurvatureOperator:
-        """P_T as a symmetric psd operator on vec(A) (row-major), shape (d_h·d_0, d_h·d_0)."""
-        m, n = self.U.shape[0], self.V.shape[0]
-
-        def mm(X: torch.Tensor) -> torch.Tensor:
-            b = X.shape[1]
-            A = X.T.reshape(b, m, n)
-            PUA = self.U @ (self.U.T @ A)
-            out = PUA + (A @ self.V) @ self.V.T - (PUA @ self.V) @ self.V.T
-            return out.reshape(b, m * n).T
-
-        return CurvatureOperator((m * n, m * n), lambda x: mm(x.reshape(-1, 1)).reshape(-1),
-                                 matmat=mm, symmetric=True, psd=True, name="tangent_projector")
-
-
-def tangent_space(W, rank: int | None = None, *, rtol: float | None = None) -> TangentSpace:
-    """Tangent and normal spaces at W of its rank stratum, and the projector P_T (spec §4.8).
-
-    Args:
-        W: Matrix W̄, shape (d_h, d_0).
-        rank: The stratum rank e; default the numerical rank of W (``numerical_rank``).
-        rtol: Relative tolerance of that rank decision, in (0, 1).
-
-    Returns:
-        A TangentSpace; its ``project`` applies P_T(A) = P_U A + A P_V − P_U A P_V.
-
-    Raises:
-        TypeError: If W is not a tensor or array.
-        ValueError: If W is not a finite matrix, or rank is outside [0, min(W.shape)].
-
-    Example:
-        >>> import torch
-        >>> from lossgeom.linear import tangent_space
-        >>> T = tangent_space(torch.diag(torch.tensor([1., 0.], dtype=torch.float64)))
-        >>> T.rank, T.dim, T.project(torch.eye(2, dtype=torch.float64)).tolist()
-        (1, 3, [[1.0, 0.0], [0.0, 0.0]])
-    """
-    where = "tangent_space(W, rank)"
-    check_rtol(where, rtol)
-    if not isinstance(W, torch.Tensor | np.ndarray):
-        raise TypeError(f"{where}: W must be a torch.Tensor or numpy array, got {type(W).__name__}.")
-    t = torch.as_tensor(W).detach().to(torch.float64).cpu()
-    if t.ndim != 2:
-        raise ValueError(f"{where}: W has shape {tuple(t.shape)}; a matrix (d_h, d_0) is expected.")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{where}: W contains non-finite values.")
-    decision = numerical_rank(t, rtol)
-    return _tangent_space(t, decision, rank, where)
-
-
-def _tangent_space(t: torch.Tensor, decision: RankDecision, rank: int | None, where: str
-                   ) -> TangentSpace:
-    m, n = t.shape
-    e = decision.rank if rank is None else rank
-    if isinstance(e, bool) or not isinstance(e, int | np.integer) or not 0 <= e <= min(m, n):
-        raise ValueError(f"{where}: rank = {e!r} must be an integer in [0, {min(m, n)}] for W of "
-                         f"shape {(m, n)}.")
-    e = int(e)
-    U, _, Vh = torch.linalg.svd(t, full_matrices=True)
-    return TangentSpace(e, decision, U[:, :e].contiguous(), Vh[:e].T.contiguous(),
-                        U[:, e:].contiguous(), Vh[e:].T.contiguous(), e * (m + n - e))

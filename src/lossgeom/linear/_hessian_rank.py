@@ -23,6 +23,7 @@ NOTE [bias ranks]
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ import numpy as np
 import torch
 
 from .._checks import check_option, check_rtol
+from ..curvature import gauss_newton, hessian, residual_hessian
 from ..linalg import RankDecision, numerical_rank
 from ..linalg.tolerances import default_rank_rtol
-from ._functional import check_widths
+from ..models import ACTIVATIONS, mlp
+from ..problem import Problem
+from ._weights import check_widths
 
 __all__ = [
     "HESSIAN_RANK_LOSSES",
@@ -160,6 +164,8 @@ class HessianRankRow:
         sigma_r: Smallest singular value kept.
         sigma_next: Largest singular value dropped.
         agrees: measured == formula (None when formula is None).
+        gap_at_formula: σ_f / σ_{f+1} at the formula's cut f (how clearly the spectrum
+            separates there; None when there is no formula or no σ_{f+1}).
     """
 
     activation: str
@@ -172,9 +178,14 @@ class HessianRankRow:
     sigma_r: float | None
     sigma_next: float | None
     agrees: bool | None
+    gap_at_formula: float | None = None
 
     def to_dict(self) -> dict:
-        """Plain-dict form."""
+        """Plain-dict form of the fields.
+
+        Returns:
+            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
+        """
         return dict(self.__dict__)
 
 
@@ -209,7 +220,11 @@ class HessianRankComparison:
     seconds: float
 
     def to_dict(self) -> dict:
-        """Plain-dict form."""
+        """Plain-dict form of the fields.
+
+        Returns:
+            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
+        """
         return {"widths": list(self.widths), "n_samples": self.n_samples,
                 "data_rank": self.data_rank, "loss": self.loss, "bias": self.bias,
                 "n_params": self.n_params, "formula": dict(self.formula),
@@ -217,10 +232,15 @@ class HessianRankComparison:
                 "seconds": self.seconds}
 
 
-def _rank_row(activation: str, part: str, formula, decision: RankDecision) -> HessianRankRow:
+def _rank_row(activation: str, part: str, formula, decision: RankDecision, s: torch.Tensor
+              ) -> HessianRankRow:
+    gap_f = None
+    if formula is not None and 0 < formula < s.numel():
+        below = float(s[formula])
+        gap_f = float(s[formula - 1]) / below if below > 0 else math.inf
     return HessianRankRow(activation, part, formula, decision.rank, decision.tol, decision.gap,
                           decision.decided, decision.sigma_r, decision.sigma_next,
-                          None if formula is None else decision.rank == formula)
+                          None if formula is None else decision.rank == formula, gap_f)
 
 
 def hessian_rank_comparison(widths, n_samples: int, *, activations: Sequence[str] = (
@@ -255,10 +275,6 @@ def hessian_rank_comparison(widths, n_samples: int, *, activations: Sequence[str
             loss or activation names, or rtol out of range.
         DenseTooLargeError: If N is too large for the dense Hessians.
     """
-    from ..curvature import gauss_newton, hessian, residual_hessian
-    from ..models import ACTIVATIONS, mlp
-    from ..problem import Problem
-
     where = "hessian_rank_comparison(widths, n_samples)"
     d = check_widths(where, widths)
     n = _nonneg_int(where, "n_samples", n_samples)
@@ -289,15 +305,18 @@ def hessian_rank_comparison(widths, n_samples: int, *, activations: Sequence[str
                     generator=torch.Generator().manual_seed(int(seed) + 1))
         problem = Problem(model, X, Y, loss=loss_name)
         theta = problem.theta
-        mats = {"outer": gauss_newton(problem, theta), "functional": residual_hessian(problem, theta),
+        mats = {"outer": gauss_newton(problem, theta),
+                "functional": residual_hessian(problem, theta),
                 "total": hessian(problem, theta)}
         N = problem.n_params
         rtol_used = default_rank_rtol((N, N)) if rtol is None else float(rtol)
-        svals = {k: torch.linalg.svdvals(v) for k, v in mats.items()}
+        # symmetric matrices: σ = |λ| (eigvalsh is several times cheaper than an SVD)
+        svals = {k: torch.linalg.eigvalsh(0.5 * (v + v.T)).abs().sort(descending=True).values
+                 for k, v in mats.items()}
         scale = max(float(s[0]) if s.numel() else 0.0 for s in svals.values())
         for part in PARTS:
             dec = numerical_rank(svals[part], rtol_used, atol=rtol_used * scale, shape=(N, N))
-            rows.append(_rank_row(a, part, formula[part], dec))
+            rows.append(_rank_row(a, part, formula[part], dec, svals[part]))
     return HessianRankComparison(d, n, r, loss_name, bool(bias), int(formula["n_params"]),
                                  formula, tuple(rows), float(rtol_used),
                                  time.perf_counter() - start)
