@@ -3,7 +3,8 @@
 Routes (recorded in the Report):
 
 * rank J — ``svd`` of the dense J when n·k ≥ N; else ``gram``: eigenvalues of K = J Jᵀ
-  (n·k × n·k), with values near the Gram floor re-measured by an SVD of Jᵀ U₀ (``gram+svd``).
+  (n·k × n·k), with values near the Gram floor re-measured (``gram+svd``) by an SVD of J when J
+  fits in memory, else of Jᵀ U₀ projected off the trusted directions (``rank_from_gram``).
 * Gauss–Newton G = Jᵀ W J (W = ∇²ₓC): its nonzero eigenvalues are those of M = Σ Uᵀ W U Σ
   (p × p, p = min(n·k, N)) from J = U Σ Vᵀ; the other N − p eigenvalues are zero.
 * Hessian — ``dense``: H from blocks of HVPs and ``eigvalsh`` (N ≤ ``dense_max_n`` and within
@@ -30,10 +31,10 @@ from enum import StrEnum
 import torch
 from torch import Tensor
 
-from ._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
+from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option, check_rtol
 from ._timing import stage
 from .curvature.hessian import dense_second_order, hessian_operator
-from .curvature.jacobian import jacobian, jacobian_operator, ntk_gram
+from .curvature.jacobian import WORK_BYTES, jacobian, jacobian_operator, ntk_gram
 from .linalg.inertia import Inertia, inertia_from_eigenvalues
 from .linalg.rank import RankDecision, numerical_rank, rank_from_gram
 from .linalg.spectrum import extreme_eigenpairs
@@ -190,10 +191,16 @@ def analyze(
             jac = numerical_rank(S, rtol, shape=(m, N), dtype=dtype)
             jac = RankDecision(**{**jac.to_dict(), "method": "svd"})
         else:
-            K = ntk_gram(problem, theta)
-            lam, U = torch.linalg.eigh(K)
+            J_fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
+            J = jacobian(problem, theta) if J_fits else None
+            K = J @ J.T if J_fits else ntk_gram(problem, theta)
+            lam, U = torch.linalg.eigh(0.5 * (K + K.T))
             op = jacobian_operator(problem, theta)
-            jac = rank_from_gram(K, N, rtol, dtype=dtype, refine=op.torch_rmatmat, eig=(lam, U))
+            jac = rank_from_gram(
+                K, N, rtol, dtype=dtype, refine=op.torch_rmatmat, eig=(lam, U),
+                singular_values=(lambda: torch.linalg.svdvals(J)) if J_fits else None)
+            keep = min(m, N)  # K has at most N nonzero eigenvalues
+            lam, U = lam[m - keep:], U[:, m - keep:]
             S = lam.clamp_min(0).sqrt()
 
     with stage(timings, "gauss_newton"):
@@ -214,9 +221,9 @@ def analyze(
     with stage(timings, "hessian"):
         dense_ok = N <= dense_max_n and 8 * N * N <= max_bytes
         if route is Route.DENSE or (route is Route.AUTO and dense_ok):
-            if not dense_ok and route is Route.DENSE:
-                from .curvature.hessian import hessian as _dense
-                _dense(problem, theta, max_bytes=max_bytes)  # raises DenseTooLargeError
+            if route is Route.DENSE:
+                check_dense_budget(where, "Hessian", (N, N), max_bytes,
+                                   "Use analyze(..., method=\"operator\") or hessian_operator.")
             lam_h, asym = _dense_hessian_eigenvalues(problem, theta)
             hess, h_inert = _summary_from_eigenvalues(lam_h, rtol, dtype, N, "dense", asym)
         elif gn_identity:

@@ -81,7 +81,9 @@ class Loss:
         if self.name == "bce":
             return -s * (y * torch.log(x) + (1 - y) * torch.log1p(-x)).sum()
         if self.name == "ce_prob":
-            return -s * torch.xlogy(y, x).sum()
+            # entries with y = 0 contribute 0 and a zero gradient, even where x = 0
+            pos = y > 0
+            return -s * torch.where(pos, y * torch.log(torch.where(pos, x, 1.0)), 0.0).sum()
         if self.name == "softmax_ce":
             return -s * (y * torch.log_softmax(x, dim=-1)).sum()
         raise AssertionError(self.name)
@@ -108,7 +110,7 @@ class Loss:
         elif self.name == "bce":
             d = s * (y / x**2 + (1 - y) / (1 - x) ** 2)
         elif self.name == "ce_prob":
-            d = s * y / x**2
+            d = s * torch.where(y > 0, y / torch.where(y > 0, x, 1.0) ** 2, 0.0)
         else:
             p = torch.softmax(x, dim=-1)
             mass = y.sum(dim=-1)[:, None, None]

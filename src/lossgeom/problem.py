@@ -17,6 +17,9 @@ from .losses import LOSS_NAMES, REDUCTIONS, Loss
 
 __all__ = ["Problem"]
 
+SIMPLEX_ATOL = 1e-6
+"""Largest |row sum − 1| accepted for probability targets (ce_prob, soft-label softmax_ce)."""
+
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                nn.FeatureAlphaDropout)
 
@@ -93,7 +96,7 @@ class Problem:
             if bad:
                 raise ValueError(
                     f"{where}: the model is stochastic: {', '.join(bad)}. Curvature needs a "
-                    "deterministic function; call model.eval() (or build it without dropout)."
+                    "deterministic function; call model.eval() first."
                 )
             named = dict(model.named_parameters())
             if params is not None:
@@ -144,10 +147,13 @@ class Problem:
         if Y.shape[:1] != X.shape[:1]:
             raise ValueError(f"{where}: inputs have {X.shape[0]} samples but targets have "
                              f"{Y.shape[0] if Y.ndim else 0}; they must match along the first axis.")
-        if Y.is_floating_point():
-            check_finite(where, "targets", Y, "Drop or repair those samples before building a Problem.")
 
-        out = self._raw_outputs(theta)
+        try:
+            out = self._raw_outputs(theta)
+        except (RuntimeError, IndexError) as exc:
+            raise ValueError(f"{where}: the model cannot be evaluated on inputs of shape "
+                             f"{tuple(X.shape)}: {exc}. Check the input width against the "
+                             "model's first layer.") from None
         k = out.shape[1]
         self.n_samples, self.n_outputs, self.n_params = X.shape[0], k, theta.numel()
         self.labels: Tensor | None = None
@@ -173,6 +179,9 @@ class Problem:
     def _prepare_targets(self, where: str, Y: Tensor, out_shape: torch.Size) -> Tensor:
         n, k = out_shape
         name = self.loss_fn.name
+        if Y.is_floating_point():
+            check_finite(where, "targets", Y, "Drop or repair those samples before building a "
+                         "Problem.")
         if name == "softmax_ce" and Y.ndim == 1 and not Y.is_floating_point():
             if bool((Y < 0).any()) or bool((Y >= k).any()):
                 raise ValueError(f"{where}: class labels must lie in [0, {k}) for {k} outputs, got "
@@ -192,10 +201,10 @@ class Problem:
                              f"[{float(Y.min()):g}, {float(Y.max()):g}].")
         if name in ("ce_prob", "softmax_ce"):
             sums = Y.sum(dim=1)
-            if bool((Y < 0).any()) or float((sums - 1).abs().max()) > 1e-6:
+            if bool((Y < 0).any()) or float((sums - 1).abs().max()) > SIMPLEX_ATOL:
                 raise ValueError(f"{where}: {name} targets must be probability rows (>= 0, summing "
-                                 f"to 1); row sums range over [{float(sums.min()):g}, "
-                                 f"{float(sums.max()):g}].")
+                                 f"to 1); the smallest entry is {float(Y.min()):g} and row sums "
+                                 f"range over [{float(sums.min()):g}, {float(sums.max()):g}].")
         return Y
 
     def _is_per_sample(self, theta: Tensor, out: Tensor) -> bool:

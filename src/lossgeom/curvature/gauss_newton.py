@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
@@ -30,7 +29,7 @@ def make_gauss_newton_product(problem: Problem, theta: Tensor) -> Callable[[Tens
     y, lf = problem.targets, problem.loss_fn
 
     def product(v: Tensor) -> Tensor:
-        return vjp_(lf.output_hvp(x, y, jv(v).reshape(x.shape)).reshape(-1))
+        return vjp_(lf.output_hvp(x, y, jv(v.to(theta.dtype)).reshape(x.shape)).reshape(-1))
 
     return product
 

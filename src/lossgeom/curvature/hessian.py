@@ -45,7 +45,7 @@ def _second_order(f: Callable[[Tensor], Tensor], theta: Tensor, mode: HvpMode
         g = grad(f)
 
         def one(v: Tensor) -> Tensor:
-            return jvp(g, (theta,), (v,))[1]
+            return jvp(g, (theta,), (v.to(theta.dtype),))[1]
 
         return one, lambda V: vmap(one, in_dims=1, out_dims=1)(V)
 
@@ -56,10 +56,12 @@ def _second_order(f: Callable[[Tensor], Tensor], theta: Tensor, mode: HvpMode
         return torch.zeros_like, torch.zeros_like
 
     def one(v: Tensor) -> Tensor:
+        v = v.to(theta.dtype)
         (hv,) = torch.autograd.grad(g, t, v, retain_graph=True, allow_unused=True)
         return torch.zeros_like(v) if hv is None else hv.detach()
 
     def block(V: Tensor) -> Tensor:
+        V = V.to(theta.dtype)
         (hv,) = torch.autograd.grad(g, t, V.T.contiguous(), retain_graph=True,
                                     is_grads_batched=True, allow_unused=True)
         return torch.zeros_like(V) if hv is None else hv.detach().T

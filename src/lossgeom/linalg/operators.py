@@ -19,7 +19,8 @@ class CurvatureOperator(LinearOperator):
     """A matrix-free (m, n) float64 operator built from torch products.
 
     scipy sees ``matvec``/``rmatvec``/``matmat`` on numpy arrays; lossgeom code calls the torch
-    products directly through ``torch_matvec`` and ``torch_matmat``. Every vector product is
+    products directly through ``torch_matvec`` and ``torch_matmat``. Products are computed in the
+    dtype of the underlying functions and returned as float64. Every vector product is
     counted in ``n_matvec``. Structure is declared (``symmetric``, ``psd``) and checked by tests.
 
     Args:
@@ -64,30 +65,28 @@ class CurvatureOperator(LinearOperator):
     def torch_matvec(self, v: torch.Tensor) -> torch.Tensor:
         """A v for a torch vector (n,), float64."""
         self.n_matvec += 1
-        return self._mv(v.to(torch.float64, copy=False))
+        return self._mv(v).to(torch.float64)
 
     def torch_rmatvec(self, u: torch.Tensor) -> torch.Tensor:
         """Aᵀ u for a torch vector (m,), float64."""
         if self._rmv is None:
             raise NotImplementedError(f"{self.name}: no transpose product was provided.")
         self.n_matvec += 1
-        return self._rmv(u.to(torch.float64, copy=False))
+        return self._rmv(u).to(torch.float64)
 
     def torch_matmat(self, V: torch.Tensor) -> torch.Tensor:
         """A V for a torch block (n, b), float64."""
-        V = V.to(torch.float64, copy=False)
         if self._mm is None:
             return torch.stack([self.torch_matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
         self.n_matvec += V.shape[1]
-        return self._mm(V)
+        return self._mm(V).to(torch.float64)
 
     def torch_rmatmat(self, U: torch.Tensor) -> torch.Tensor:
         """Aᵀ U for a torch block (m, b), float64."""
-        U = U.to(torch.float64, copy=False)
         if self._rmm is None:
             return torch.stack([self.torch_rmatvec(U[:, j]) for j in range(U.shape[1])], dim=1)
         self.n_matvec += U.shape[1]
-        return self._rmm(U)
+        return self._rmm(U).to(torch.float64)
 
     # -- scipy hooks ----------------------------------------------------------------------------
     def _to_torch(self, x: np.ndarray) -> torch.Tensor:
@@ -122,7 +121,7 @@ class CurvatureOperator(LinearOperator):
         """
         m, n = self.shape
         check_dense_budget(f"{self.name}.materialise()", f"{self.name} matrix", (m, n), max_bytes,
-                           f"Keep using the operator (matvec/matmat, scipy.sparse.linalg).")
+                           "Keep using the operator (matvec/matmat, scipy.sparse.linalg).")
         out = torch.empty(m, n, dtype=torch.float64, device=self.device)
         eye = torch.eye(n, dtype=torch.float64, device=self.device)
         for j in range(0, n, block):

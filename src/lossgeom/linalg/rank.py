@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .._checks import check_atol, check_rtol
-from .tolerances import MIN_GAP, default_rank_rtol, eps, gram_floor
+from .tolerances import MIN_GAP, default_rank_rtol, gram_floor
 
 __all__ = ["RankDecision", "numerical_rank", "null_space", "rank_from_gram"]
 
@@ -27,7 +27,8 @@ class RankDecision:
         sigma_max: Largest singular value σ₁.
         sigma_r: Smallest singular value kept, σ_rank (None when rank = 0).
         sigma_next: Largest singular value dropped, σ_{rank+1} (None when none is dropped).
-        gap: σ_r / σ_{r+1}; inf at full rank (nothing dropped) or when σ_{r+1} = 0.
+        gap: σ_r / σ_{r+1}; inf at full rank (nothing dropped) or when σ_{r+1} = 0; at rank 0,
+            tol / σ₁ (inf for the zero matrix).
         method: How the singular values were obtained: "svd", "singular_values", "gram",
             "gram+svd" or "eigenvalues".
         decided: True when gap ≥ min_gap and the route resolved the cut.
@@ -64,7 +65,9 @@ def _decide(
     rank = int((s > tol).sum())
     sigma_r = float(s[rank - 1]) if rank > 0 else None
     sigma_next = float(s[rank]) if rank < s.numel() else None
-    if rank == 0 or sigma_next is None or sigma_next == 0.0:
+    if rank == 0:
+        gap = tol / sigma_max if sigma_max > 0 else math.inf  # margin of σ₁ below the cut
+    elif sigma_next is None or sigma_next == 0.0:
         gap = math.inf
     else:
         gap = sigma_r / sigma_next
@@ -141,13 +144,17 @@ def rank_from_gram(
     dtype: torch.dtype = torch.float64,
     refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eig: tuple[torch.Tensor, torch.Tensor] | None = None,
+    singular_values: Callable[[], torch.Tensor] | None = None,
 ) -> RankDecision:
     """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
 
-    σᵢ(J) = √λᵢ(K). Values under the floor √(m·eps)·σ_max (NOTE [gram floor]) are not trusted:
-    if the cut falls there, ``refine(U₀)`` must return Jᵀ U₀ (n_cols, m₀) for the eigenvectors
-    U₀ of K below the floor; its singular values replace the untrusted ones ("gram+svd"). Without
-    ``refine`` the decision is returned with ``decided=False``.
+    σᵢ(J) = √λᵢ(K). Values under the floor √(m·eps)·σ_max (NOTE [gram floor]) are not trusted.
+    If the cut falls there, the decision is re-made ("gram+svd") from, in order of preference:
+    ``singular_values()``, the exact σ of J (an SVD, when J fits in memory); or ``refine(U)``,
+    which must return Jᵀ U (n_cols, ·): the singular values of Jᵀ U₀ on the eigenvectors U₀ of K
+    below the floor, after removing from Jᵀ U₀ its components along the trusted right singular
+    vectors Jᵀ U_t Σ_t⁻¹ (eigenvectors of K are accurate only to eps·σ₁²/σ gap). Without either,
+    the decision is returned with ``decided=False``.
 
     Args:
         K: Symmetric positive semidefinite Gram matrix, shape (m, m).
@@ -156,8 +163,9 @@ def rank_from_gram(
         atol: Absolute tolerance on σ.
         min_gap: Gap threshold for ``decided``.
         dtype: dtype J was computed in.
-        refine: Callable U₀ (m, m₀) ↦ Jᵀ U₀ (n_cols, m₀).
+        refine: Callable U (m, b) ↦ Jᵀ U (n_cols, b).
         eig: Precomputed ``torch.linalg.eigh(K)`` (ascending eigenvalues, eigenvectors).
+        singular_values: Callable returning all singular values of J (preferred over refine).
 
     Returns:
         A RankDecision with method "gram" or "gram+svd".
@@ -175,11 +183,18 @@ def rank_from_gram(
     n_trusted = int((sig > REFINE_MARGIN * floor).sum())
     if n_trusted == m or first.tol > REFINE_MARGIN * floor:
         return first  # the cut lies where every singular value is resolved
+    if singular_values is not None:
+        return _decide(singular_values().to(torch.float64), (m, n_cols), dtype, rtol, atol,
+                       min_gap, "gram+svd")
     if refine is None:
         return RankDecision(**{**first.to_dict(), "decided": False,
                                "reason": f"the cut lies below the Gram floor {floor:.3g}; "
                                          "no SVD refinement was available"})
     B = refine(U[:, n_trusted:]).to(torch.float64)
+    if n_trusted:
+        Vt = refine(U[:, :n_trusted]).to(torch.float64) / sig[:n_trusted]
+        Vt, _ = torch.linalg.qr(Vt)
+        B = B - Vt @ (Vt.T @ B)
     small = torch.linalg.svdvals(B)
     sig2 = torch.cat([sig[:n_trusted], small])
     return _decide(sig2, (m, n_cols), dtype, rtol, atol, min_gap, "gram+svd")

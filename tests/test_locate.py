@@ -1,0 +1,135 @@
+"""fit_last_layer, find_critical_point and reach: the points that analyze is run at."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cases import (
+    bce_fit,
+    ce_prob_fit,
+    gaussian,
+    gen,
+    softmax_onehot_random_point,
+    tanh_random_point,
+)
+from oracles import reference_hessian
+
+import lossgeom as lg
+from lossgeom.critical import criticality_tolerance, is_perfect_fit
+from lossgeom.locate import reach
+
+F64 = torch.float64
+
+
+def _tol_scale(problem, theta):
+    x = problem.output_fn(theta).detach()
+    smax = float(torch.linalg.matrix_norm(lg.jacobian(problem, theta), ord=2))
+    return criticality_tolerance(problem, x, smax)[1]
+
+
+@pytest.mark.parametrize("widths, bias", [([3, 6, 1], False), ([2, 5, 1], True),
+                                          ([2, 4, 1], "output"), ([2, 3, 4, 2], True)])
+def test_fit_last_layer_gives_a_perfect_mse_fit(widths, bias):
+    n = 4 if widths[-2] >= 4 else widths[-2]
+    X, Y = gaussian(n, widths[0], seed=1), gaussian(n, widths[-1], seed=2)
+    problem = lg.Problem(lg.mlp(widths, bias=bias, generator=gen(3)), X, Y)
+    theta0 = problem.theta
+    theta = lg.fit_last_layer(problem, theta0)
+    assert torch.allclose(problem.outputs(theta), Y, rtol=0, atol=1e-10)
+    assert float(problem.loss(theta)) < 1e-20
+    n_last = sum(problem.param_numels[-2:] if bias is not False else problem.param_numels[-1:])
+    assert torch.equal(theta[:-n_last], theta0[:-n_last])     # only the output layer moved
+    assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
+
+
+def test_fit_last_layer_softmax_soft_labels():
+    X = gaussian(2, 2, seed=4)
+    Y = torch.softmax(gaussian(2, 3, seed=5), -1)
+    problem = lg.Problem(lg.mlp([2, 5, 3], generator=gen(6)), X, Y, loss="softmax_ce")
+    theta = lg.fit_last_layer(problem)
+    assert torch.allclose(torch.softmax(problem.outputs(theta), -1), Y, rtol=0, atol=1e-12)
+    entropy = -(Y * Y.log()).sum()
+    assert float(problem.loss(theta)) == pytest.approx(float(entropy), rel=1e-12)  # spec §2.7
+
+
+@pytest.mark.parametrize("case", [bce_fit, ce_prob_fit, softmax_onehot_random_point])
+def test_fit_last_layer_refuses_losses_without_affine_optimum(case):
+    problem, theta = case()
+    with pytest.raises(ValueError, match="fit_last_layer") as err:
+        lg.fit_last_layer(problem, theta)
+    assert "find_critical_point" in str(err.value)
+
+
+def test_fit_last_layer_refuses_a_nonlinear_output_layer():
+    X, Y = gaussian(3, 2, seed=7), gaussian(3, 1, seed=8)
+    model = torch.nn.Sequential(lg.mlp([2, 3, 1], generator=gen(9)), torch.nn.Tanh())
+    problem = lg.Problem(model, X, Y * 0.1)
+    with pytest.raises(ValueError, match="not affine"):
+        lg.fit_last_layer(problem)
+
+
+def test_fit_last_layer_in_float32():
+    X, Y = gaussian(4, 2, seed=20), gaussian(4, 1, seed=21)
+    problem = lg.Problem(lg.mlp([2, 5, 1], generator=gen(22)), X, Y, dtype=torch.float32)
+    theta = lg.fit_last_layer(problem)
+    assert theta.dtype == torch.float32
+    assert torch.allclose(problem.outputs(theta), Y.float(), rtol=0, atol=1e-4)
+
+
+def test_find_critical_point_reaches_tolerance_at_a_minimum():
+    X, Y = gaussian(3, 2, seed=30), gaussian(3, 1, seed=31)
+    problem = lg.Problem(lg.mlp([2, 3, 1], generator=gen(32)), X, Y)
+    theta, history = lg.find_critical_point(problem, steps=300, tol=1e-10)
+    gnorm = float(problem.grad(theta).norm())
+    assert gnorm <= 1e-10 * _tol_scale(problem, theta)
+    assert history[0]["phase"] == "adam" and history[-1]["phase"] == "polish"
+    assert history[-1]["grad_norm"] == pytest.approx(gnorm, rel=1e-6, abs=1e-300)
+    assert {"phase", "step", "loss", "grad_norm"} <= set(history[-1])
+    # n = 3 < N = 13: the minimum found is a perfect fit, and its Hessian has no negative eigenvalue
+    assert float(problem.loss(theta)) < 1e-16
+    lam = torch.linalg.eigvalsh(reference_hessian(problem.loss_at, theta))
+    assert float(lam.min()) > -1e-9 * float(lam.abs().max())
+
+
+def test_find_critical_point_any_reaches_a_saddle():
+    """target="any": Newton on ∇L = 0 converges to the nearest critical point of any index."""
+    X, Y = gaussian(12, 2, seed=0), gaussian(12, 1, seed=1)
+    problem = lg.Problem(lg.mlp([2, 3, 1], generator=gen(1)), X, Y)
+    theta, history = lg.find_critical_point(problem, target="any")
+    assert all(h["phase"] == "polish" for h in history)
+    assert float(problem.grad(theta).norm()) <= 1e-10 * _tol_scale(problem, theta)
+    lam = torch.linalg.eigvalsh(reference_hessian(problem.loss_at, theta))
+    scale = float(lam.abs().max())
+    assert float(lam.min()) < -1e-6 * scale and float(lam.max()) > 1e-6 * scale
+
+
+def test_not_critical_error_carries_theta_and_history():
+    problem, theta0 = tanh_random_point()
+    with pytest.raises(lg.NotCriticalError) as err:
+        lg.find_critical_point(problem, theta0, steps=0, polish="none")
+    e = err.value
+    assert isinstance(e, ValueError)
+    assert e.grad_norm == pytest.approx(float(problem.grad(theta0).norm()))
+    assert e.grad_norm > e.tol > 0
+    assert torch.equal(e.theta, theta0)
+    assert isinstance(e.history, list) and e.history[-1]["grad_norm"] == pytest.approx(e.grad_norm)
+    msg = str(e)
+    assert "find_critical_point" in msg and "err.theta" in msg
+
+
+@pytest.mark.parametrize("polish", ["newton", "gauss_newton"])
+def test_polish_routes_reach_an_exact_fit(polish):
+    X, Y = gaussian(3, 2, seed=40), gaussian(3, 1, seed=41)
+    problem = lg.Problem(lg.mlp([2, 4, 1], generator=gen(42)), X, Y)
+    theta, _ = lg.find_critical_point(problem, steps=200, polish=polish)
+    assert float(problem.grad(theta).norm()) <= 1e-10 * _tol_scale(problem, theta)
+
+
+def test_reach_targets():
+    X, Y = gaussian(3, 2, seed=50), gaussian(3, 1, seed=51)
+    problem = lg.Problem(lg.mlp([2, 4, 1], generator=gen(52)), X, Y)
+    assert torch.equal(reach(problem, "as_is"), problem.theta)
+    theta = reach(problem, "global_minimum")
+    assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
+    with pytest.raises(ValueError, match="'global_minimum', 'minimum', 'as_is'"):
+        reach(problem, "saddle")
