@@ -155,6 +155,9 @@ def trend_figure(cells: list[TrendCell]) -> Figure:
         ax.plot([c.n_params for c in cs], [c.fraction for c in cs], "o-", color=color,
                 label=f"{act} ({sum(c.fitted for c in cs)} fits)")
     ax.set_xscale("log")
+    ns = sorted({c.n_params for c in cells})
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.minorticks_off()
     ax.set_xlabel("N (parameters), 3-h-1 nets on 4 points of {−1,1}³")
     ax.set_ylabel("fraction of fits with rank J < n")
     ax.set_ylim(-0.03, 1.03)

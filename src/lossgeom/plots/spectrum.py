@@ -45,5 +45,5 @@ def spectrum_figure(report: Report, title: str | None = None) -> Figure:
     ax.set_ylabel("|λ| of ∇²L")
     inertia = "/".join("?" if c is None else str(c) for c in h.inertia)
     ax.set_title(title or f"{report.kind}: inertia (+/−/0) = {inertia}, method {h.method}")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     return fig
