@@ -40,7 +40,7 @@ CALLS = {
 OTHER = {"Problem", "mlp", "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
          "Report", "InfoLossReport", "DenseTooLargeError", "NotCriticalError",
          "UnsafeCheckpointError"}
-SUBMODULES = {"loci", "flows", "linear", "sweep"}
+SUBMODULES = {"loci", "flows", "linear", "sweep", "manifold"}
 
 
 def test_every_public_name_is_listed():

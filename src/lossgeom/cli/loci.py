@@ -7,6 +7,7 @@ locate     the same report at any point (init, fit, star:I, core:I,J, dead-pair:
 slice      the last-layer slice: Q, dim ker Q, level set, Cor. 5.9 line, Cor. 5.16
 bound      the project's zero-eigenvalue bound over all layers (m, 2m − N, measured zeros)
 growth     dimensions and eigenvalue counts against the width, with a figure
+attract    gradient descent from perturbed core points: does it stay near C? (spec §3.4(d))
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from rich.table import Table
 
 from ..locate import reach
 from ..loci import (
+    AttractionResult,
     GrowthTable,
     LocusReport,
     SliceReport,
     WideZeroBound,
+    attraction,
     core_point,
     dead_pair_point,
     growth_table,
@@ -35,7 +38,7 @@ from ..loci import (
     wide_zero_bound,
 )
 from ..plots import save_figure
-from ..plots.loci import growth_figure
+from ..plots.loci import attraction_figure, growth_figure
 from ..problem import Problem
 from ..specs import parse_widths, problem_from_config
 from ._common import err, out, print_json, user_errors
@@ -261,6 +264,21 @@ def growth_rich_table(g: GrowthTable) -> Table:
     return t
 
 
+def attraction_table(a: AttractionResult) -> Table:
+    """Rich table of an AttractionResult, one row per perturbation size."""
+    i, j = a.layers
+    t = Table(title=f"lossgeom loci attract: C_{{{i},{j}}}, {a.runs} runs × {a.steps} steps, "
+              f"η₀ = {a.learning_rate:.3g}", title_justify="left")
+    for col in ("size", "stayed", "escaped", "distance start", "distance end", "loss drop"):
+        t.add_column(col, justify="right")
+    for k, s in enumerate(a.scales):
+        t.add_row(_fmt(s), _fmt(a.stayed_fraction[k]), _fmt(a.escaped_fraction[k]),
+                  _fmt(a.initial_distance[k]), _fmt(a.final_distance[k]), _fmt(a.loss_drop[k]))
+    t.caption = (f"escaped: loss below L(θ_C)(1 − {a.escape_rtol:g}); medians over runs. Whether "
+                 "C attracts gradient flow is open in the source (spec §3.4(d)).")
+    return t
+
+
 @app.command()
 def star(
     layer: Annotated[int, typer.Option(help="Hidden layer i (1-based) of S_i.")] = 1,
@@ -390,3 +408,40 @@ def growth(
             out.print(growth_rich_table(table))
             for note in table.notes:
                 out.print(f"• {note}")
+
+
+@app.command()
+def attract(
+    layers: Annotated[str, typer.Option(help="Two hidden layers i,j of C_{i,j}.")] = "1,2",
+    widths: Widths = "3,4,5,4,1", activation: Activation = "tanh", bias: Bias = True,
+    data: Data = "random", n: Samples = 5, seed: Seed = 0, loss: Loss = "mse",
+    scales: Annotated[str, typer.Option(help="Perturbation sizes.")] = "1e-3,1e-2,1e-1",
+    runs: Annotated[int, typer.Option(help="Runs per size.")] = 8,
+    steps: Annotated[int, typer.Option(help="Gradient-descent steps per run.")] = 1000,
+    plot: Annotated[Path | None, typer.Option(help="Write the attraction figure (PNG).")] = None,
+    json_out: Json = False,
+) -> None:
+    """Gradient descent from perturbed core points: fraction that stays near C vs escapes.
+
+    Raises:
+        ValueError: For a --scales value that is not a comma-separated list of numbers (caught
+            by ``user_errors``: one line on stderr, exit code 2).
+    """
+    with user_errors():
+        problem = build_problem(widths, activation, bias, data, n, seed, loss)
+        try:
+            sizes = [float(v) for v in scales.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--scales must look like '1e-3,1e-2', got {scales!r}.") from None
+        pair = _ints(layers, f"core:{layers}", 2)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("perturbation sizes", total=len(sizes))
+            result = attraction(problem, *pair, scales=sizes, runs=runs, steps=steps, rng=seed,
+                                progress=lambda done, total: bar.update(task, completed=done))
+        if plot is not None:
+            save_figure(attraction_figure(result), plot)
+            err.print(f"wrote {plot}")
+        if json_out:
+            print_json(result.to_dict())
+        else:
+            out.print(attraction_table(result))

@@ -13,7 +13,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ..manifold import ManifoldWalk, SolutionManifold, solution_manifold, walk
+from ..loci import SolutionManifold, solution_manifold
+from ..manifold import ManifoldWalk, walk
 from ..plots import save_figure
 from ..plots.loci import walk_figure
 from ._common import err, out, print_json, user_errors
