@@ -26,6 +26,7 @@ negative otherwise → strict_saddle (negative curvature rules out a minimum); n
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 
 import torch
@@ -252,6 +253,13 @@ def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSumm
     bottom = extreme_eigenpairs(op, N_EXTREME, "SA")
     N = problem.n_params
     rtol_ = rtol if rtol is not None else N * eps(problem.dtype)
+    if not (top.values.numel() and bottom.values.numel()):
+        summary = HessianSummary(
+            rank=None, tol=math.nan, gap=None, inertia=[None, None, None], method="lanczos",
+            decided=False, top_eigenvalues=top.values.tolist(),
+            bottom_eigenvalues=bottom.values.tolist(), residuals_top=top.residuals.tolist(),
+            residuals_bottom=bottom.residuals.tolist(), n_matvec=op.n_matvec, rtol=rtol_)
+        return summary, None
     amax = max(abs(float(top.values[0])), abs(float(bottom.values[0])))
     tol = rtol_ * amax
     inertia_counts: list = [None, None, None]
@@ -262,7 +270,8 @@ def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSumm
         inertia_counts = [0, N, 0]
     summary = HessianSummary(
         rank=N if inertia_counts[2] == 0 else None, tol=tol, gap=None, inertia=inertia_counts,
-        method="lanczos", decided=inertia_counts[0] is not None,
+        method="lanczos",
+        decided=inertia_counts[0] is not None and top.converged and bottom.converged,
         top_eigenvalues=top.values.tolist(), bottom_eigenvalues=bottom.values.tolist(),
         residuals_top=top.residuals.tolist(), residuals_bottom=bottom.residuals.tolist(),
         n_matvec=op.n_matvec, rtol=rtol_,
@@ -278,6 +287,9 @@ def _classify(critical: bool, minimizes_c: bool, hess: HessianSummary,
         return "global_minimum", "critical, the outputs minimize C, and C is convex in x"
     if inert is not None:
         pos, neg, zero = inert.positive, inert.negative, inert.zero
+    elif not (hess.bottom_eigenvalues and hess.top_eigenvalues):
+        return "degenerate", ("Lanczos did not converge to the extreme eigenvalues: the "
+                              "second-order test is inconclusive")
     else:  # Lanczos extremes: signs of λ_min and λ_max, zero if either lies within tol
         lo, hi = hess.bottom_eigenvalues[0], hess.top_eigenvalues[0]
         neg, pos = int(lo < -hess.tol), int(hi > hess.tol)
