@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import linear, loci, manifold
+from . import linear, loci, manifold, sweep
 from .analyze import analyze
 from .demo import demo
 
@@ -20,5 +20,6 @@ app.command()(demo)
 app.add_typer(linear.app, name="linear", help="Deep linear networks: purity, landscapes, Hessian ranks.")
 app.add_typer(loci.app, name="loci", help="Star and core loci, last-layer slices, wide bounds, growth.")
 app.add_typer(manifold.app, name="manifold", help="Solution manifolds: dimension and walks along ker J.")
+app.add_typer(sweep.app, name="sweep", help="Grids of runs from a TOML spec, stored crash-safe in SQLite.")
 
 __all__ = ["app"]

@@ -12,16 +12,20 @@ Commands::
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .. import sweep as _sweep
 from ..sweep.summary import format_value, summarize, varying_keys
+from ._common import err as _err
+from ._common import out as _out
+from ._common import user_errors
 
 app = typer.Typer(help="Sweeps: TOML specs over grids of widths, activations, data and seeds, "
                        "stored in SQLite (crash-safe, resumable).", no_args_is_help=True)
@@ -29,13 +33,19 @@ app = typer.Typer(help="Sweeps: TOML specs over grids of widths, activations, da
 _KIND_SHORT = {"global_minimum": "gm", "strict_local_minimum": "min", "strict_saddle": "saddle",
                "strict_local_maximum": "max", "degenerate": "deg", "noncritical": "noncrit"}
 
-_out = Console()
-_err = Console(stderr=True)
 
+@contextlib.contextmanager
+def _resumable() -> Iterator[None]:
+    """Ctrl-C: say that finished runs are kept, and exit with status 130.
 
-def _fail(err: Exception) -> typer.Exit:
-    typer.echo(str(err), err=True)
-    return typer.Exit(2)
+    Raises:
+        typer.Exit: With code 130 after a KeyboardInterrupt.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        _err.print("interrupted: finished runs are stored; run the same command to resume.")
+        raise typer.Exit(130) from None
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -79,15 +89,9 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
 ) -> None:
     """Run every run of SPEC that the database does not hold yet (resumes a killed sweep)."""
-    try:
+    with _resumable(), user_errors():
         st = _sweep.run(spec, backend=backend, scheduler=scheduler, db=db, workers=workers,
                         retry_failed=retry_failed, yes=yes, progress=True)
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished runs are stored; run the same command to resume.",
-                   err=True)
-        raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(st.to_dict()))
         return
@@ -101,10 +105,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Counts of planned, done, failed and remaining runs, and each failure's error."""
-    try:
+    with user_errors():
         st = _sweep.status(db)
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
     if as_json:
         typer.echo(json.dumps(st.to_dict()))
         return
@@ -158,10 +160,8 @@ def report_command(
     plot: Path = typer.Option(None, "--plot", help="Write figures (PNG) into this folder."),
 ) -> None:
     """Tables grouped by the axes that vary, or every run as JSON; figures with --plot."""
-    try:
+    with user_errors():
         records = _sweep.results(db)
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
     if plot is not None:
         from ..plots.sweep import save_sweep_figures
 

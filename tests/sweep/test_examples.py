@@ -1,0 +1,124 @@
+import glob
+import importlib.util
+import os
+import shutil
+
+import pytest
+
+import lossgeom.sweep as sweep
+from lossgeom.plots.sweep import save_sweep_figures
+from lossgeom.sweep.run import run_one
+from lossgeom.sweep.summary import summarize
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "..", "examples", "sweeps")
+SPECS = sorted(glob.glob(os.path.join(EXAMPLES, "*.toml")))
+NEEDS_CHECKPOINTS = "digits_checkpoints.toml"
+
+
+def _spec(name):
+    return sweep.load(os.path.join(EXAMPLES, name))
+
+
+@pytest.mark.parametrize("path", [p for p in SPECS if not p.endswith(NEEDS_CHECKPOINTS)],
+                         ids=os.path.basename)
+def test_example_specs_load_and_expand(path):
+    spec = sweep.load(path)
+    assert spec.n_runs == len(set(spec.run_ids())) > 0
+    assert spec.description  # each states its expected outcome
+    if path.endswith("_quick.toml"):
+        full = sweep.load(path.replace("_quick.toml", ".toml"))
+        assert spec.n_runs <= 60 < full.n_runs <= full.max_runs
+        assert set(spec.configs()[0]) == set(full.configs()[0])
+
+
+@pytest.mark.parametrize("name", ["hebbar_2a_quick.toml", "hebbar_2b_quick.toml",
+                                  "hebbar_3_quick.toml"])
+def test_quick_protocol_specs_run(name):
+    rec = run_one(_spec(name).configs()[0])  # the first: tanh, first widths, seed 0
+    assert rec["status"] == "done", rec["error"]
+    rep = rec["report"]
+    assert rep["perfect_fit"]["holds"] and rep["kind"] == "global_minimum"
+    # spec §6.1: at an exact MSE fit rank ∇²L = rank J
+    assert rep["hessian"]["rank"] == rep["jacobian"]["rank"]
+    if name.startswith("hebbar_2b"):
+        assert len(rec["extras"]["heldout_outputs"]["outputs"]) == 4
+    if name.startswith("hebbar_3"):
+        info = rec["extras"]["information_loss"]
+        assert info["n_samples"] == 4 and len(info["layers"]) == 2
+
+
+def test_linear_spec_measured_rank_equals_the_formula(tmp_path):
+    spec = _spec("linear_hessian_rank.toml")
+    records = []
+    for cfg, run_id in zip(spec.configs(), spec.run_ids(), strict=True):
+        rec = run_one(cfg)
+        assert rec["status"] == "done", rec["error"]
+        formula = rec["extras"]["hessian_rank_formula"]
+        assert formula["data_rank"] == 6  # n = 10 Gaussian samples in d = 6
+        assert rec["report"]["hessian"]["decided"]
+        assert rec["report"]["hessian"]["rank"] == formula["total"]  # spec §5.2
+        records.append({**rec, "run_id": run_id})
+    written = save_sweep_figures(records, tmp_path)
+    assert "linear_rank.png" in {os.path.basename(p) for p in written}
+
+
+def test_growth_spec_has_nk_nonzero_eigenvalues_at_fits():
+    spec = _spec("growth_rates.toml")
+    records = []
+    for cfg in spec.configs():
+        if cfg["widths"][1] > 8:  # the widest runs live in the full sweep
+            continue
+        rec = run_one(cfg)
+        assert rec["status"] == "done", rec["error"]
+        rep = rec["report"]
+        assert rep["hessian"]["inertia"] == [3, 0, rep["n_params"] - 3]  # spec §3.6, n·k = 3
+        records.append(rec)
+    for row in summarize(records):  # zero-eigenvalue fraction 1 − nk/N, rising with the width
+        assert row["zero_fraction"] == pytest.approx(1 - 3 / row["n_params"], rel=1e-12)
+
+
+def test_digits_checkpoint_spec(tmp_path):
+    script = os.path.join(EXAMPLES, "make_digits_checkpoints.py")
+    module_spec = importlib.util.spec_from_file_location("make_digits_checkpoints", script)
+    mod = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(mod)
+    paths, losses = mod.main(str(tmp_path / "digits_checkpoints"), epochs=mod.EPOCHS)
+    assert losses[-1] < losses[0]
+    shutil.copy(os.path.join(EXAMPLES, NEEDS_CHECKPOINTS), tmp_path)
+    spec = sweep.load(tmp_path / NEEDS_CHECKPOINTS)
+    assert [c["checkpoint"] for c in spec.configs()] == paths
+    first, last = run_one(spec.configs()[0]), run_one(spec.configs()[-1])
+    for rec, loss in ((first, losses[0]), (last, losses[-1])):
+        assert rec["status"] == "done", rec["error"]
+        assert rec["report"]["loss"] == pytest.approx(loss, rel=1e-10)
+    # training removes negative curvature: fewer negative Hessian eigenvalues at the end
+    assert last["report"]["hessian"]["inertia"][1] < first["report"]["hessian"]["inertia"][1]
+    written = save_sweep_figures([first, last], tmp_path / "figs")
+    assert {os.path.basename(p) for p in written} == {"checkpoints.png", "inertia.png",
+                                                      "failures.png"}
+
+
+@pytest.mark.slow
+def test_quick_2a_reproduces_the_trend(tmp_path):
+    """Oracle checklist 24 (spec §7): ReLU rank-deficient fraction falls with N; tanh ≈ 0."""
+    st = sweep.run(os.path.join(EXAMPLES, "hebbar_2a_quick.toml"), db=tmp_path / "s.sqlite",
+                   progress=False)
+    assert st.remaining == 0
+    records = sweep.results(tmp_path / "s.sqlite")
+    rows = {(r["group"]["widths"][1], r["group"]["activation"]): r for r in summarize(records)}
+    relu = [rows[h, "relu"]["rank_deficient_fraction"] for h in (2, 4, 8, 16)]
+    assert relu[0] > 0 and relu[0] >= relu[-1] and relu[-1] <= 0.2
+    assert sum(rows[h, "tanh"]["rank_deficient"] for h in (2, 4, 8, 16)) <= 1
+    written = save_sweep_figures(records, tmp_path / "figs")
+    assert {os.path.basename(p) for p in written} == {"rank.png", "inertia.png", "failures.png"}
+
+
+@pytest.mark.slow
+def test_quick_2b_generalization_becomes_consistent(tmp_path):
+    sweep.run(os.path.join(EXAMPLES, "hebbar_2b_quick.toml"), db=tmp_path / "s.sqlite",
+              progress=False)
+    rows = summarize(sweep.results(tmp_path / "s.sqlite"))
+    for activation in ("tanh", "relu"):
+        spread = [r["heldout"]["spread"] for r in rows if r["group"]["activation"] == activation]
+        assert spread[-1] < spread[0]
