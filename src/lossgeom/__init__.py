@@ -6,7 +6,7 @@ Everything in the public API (``../api.md``) is importable from the top level::
 """
 
 from .critical import analyze
-from . import linear, loci, manifold, sweep
+from . import flows, linear, loci, manifold, sweep
 from .curvature import (
     gauss_newton,
     hessian,
@@ -40,7 +40,7 @@ __all__ = [
     # information loss
     "information_loss", "InfoLossReport",
     # submodules
-    "linear", "loci", "manifold", "sweep",
+    "flows", "linear", "loci", "manifold", "sweep",
     # errors
     "DenseTooLargeError", "NotCriticalError", "UnsafeCheckpointError",
 ]

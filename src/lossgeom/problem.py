@@ -208,13 +208,27 @@ class Problem:
         return Y
 
     def _is_per_sample(self, theta: Tensor, out: Tensor) -> bool:
-        """True if evaluating one sample at a time (``vmap``) reproduces the batch outputs."""
-        try:
-            per = torch.func.vmap(self.sample_output_fn, in_dims=(None, 0))(theta, self.inputs)
-        except Exception:  # a model that vmap cannot batch: use whole-batch Jacobians
-            return False
+        """True if evaluating one sample at a time (``vmap``) reproduces the batch outputs.
+
+        Checked at θ and at a seeded perturbation of θ, so a model whose batch and per-sample
+        evaluations agree only by accident at one point is not trusted.
+        """
         rtol = 1e3 * float(torch.finfo(self.dtype).eps)
-        return per.shape == out.shape and bool(torch.allclose(per, out, rtol=rtol, atol=rtol))
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        shift = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
+        other = theta + 1e-2 * max(1.0, float(theta.abs().max())) * shift
+        for point, batch in ((theta, out), (other, None)):
+            try:
+                with torch.no_grad():
+                    batch = self._raw_outputs(point) if batch is None else batch
+                    per = torch.func.vmap(self.sample_output_fn, in_dims=(None, 0))(point,
+                                                                                   self.inputs)
+            except Exception:  # a model that vmap cannot batch: use whole-batch Jacobians
+                return False
+            if per.shape != batch.shape or not bool(torch.allclose(per, batch, rtol=rtol,
+                                                                    atol=rtol)):
+                return False
+        return True
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, model: nn.Module, inputs, targets,

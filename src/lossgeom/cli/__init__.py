@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import linear, loci, manifold, sweep
+from . import flow, linear, loci, manifold, sweep
 from .analyze import analyze
 from .demo import demo
 
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command()(analyze)
 app.command()(demo)
+app.add_typer(flow.app, name="flow", help="Standard, adapted and interpolating gradient flows.")
 app.add_typer(linear.app, name="linear", help="Deep linear networks: purity, landscapes, Hessian ranks.")
 app.add_typer(loci.app, name="loci", help="Star and core loci, last-layer slices, wide bounds, growth.")
 app.add_typer(manifold.app, name="manifold", help="Solution manifolds: dimension and walks along ker J.")
