@@ -76,8 +76,9 @@ def bench_hvp(problem, theta, unit):
     block = make_hvp_block(problem, theta, "reverse")
     ref = jvp(grad(problem.loss_at), (theta,), (v,))[1]
     scale = float(ref.abs().max())
-    assert float((hv_rev(v) - ref).abs().max()) <= 1e-8 * scale
-    assert float((block(V)[:, 3] - hv_rev(V[:, 3])).abs().max()) <= 1e-8 * scale
+    rtol = 1e-8 if theta.dtype == torch.float64 else 1e-3
+    assert float((hv_rev(v) - ref).abs().max()) <= rtol * scale
+    assert float((block(V)[:, 3] - hv_rev(V[:, 3])).abs().max()) <= rtol * scale
 
     def fresh_double_backward():
         t = theta.detach().requires_grad_(True)
@@ -130,7 +131,7 @@ def bench_rank(problem, theta, unit):
     return d.rank, m, t_route / unit, t_route / t_floor
 
 
-def main(quick: bool) -> None:
+def main(quick: bool, skip_hvp: bool = False) -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{'quick' if quick else 'full'} run\n")
     print("## HVP and top-10 eigenvalues (k = 10, n = 256), ratios to one gradient\n")
@@ -139,6 +140,10 @@ def main(quick: bool) -> None:
         "PyHessian top-10 (baseline)", "dense H + eigvalsh")
     row(*["---"] * 12)
     sizes = [(12, 12), (40, 40), (72, 64)] if not quick else [(12, 12), (40, 40)]
+    if skip_hvp:
+        sizes, quick_hvp_done = [], True
+    else:
+        quick_hvp_done = False
     for w1, w2 in sizes:
         problem, theta = workload(w1, w2, 256, 10)
         N = problem.n_params
@@ -149,7 +154,7 @@ def main(quick: bool) -> None:
         row(f"N={N}", "float64", f"{unit * 1e3:.2f} ms", f"{rev:.2f}×", f"{blk:.2f}×",
             f"{fwd:.2f}×", f"{dbl:.2f}×", f"{top:.0f}×", nmv, f"{err:.1e}",
             f"{ph[0]}× (err {ph[1]:.0e})" if ph else "—", f"{dense:.0f}×")
-    if not quick:
+    if not quick and not quick_hvp_done:
         problem, theta = workload(280, 280, 256, 10, dtype=torch.float32)
         unit = timeit(lambda: grad(problem.loss_at)(theta))
         rev, blk, fwd, dbl = bench_hvp(problem, theta, unit)
@@ -186,5 +191,7 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workloads only")
-    main(parser.parse_args().quick)
+    parser.add_argument("--skip-hvp", action="store_true", help="only rank J and analyze")
+    args = parser.parse_args()
+    main(args.quick, args.skip_hvp)
     sys.exit(0)

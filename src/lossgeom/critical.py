@@ -49,6 +49,12 @@ DENSE_MAX_N = 4000
 """Largest N for which ``analyze(method="auto")`` builds the dense Hessian (eigvalsh ≈ 6 s here)."""
 
 N_EXTREME = 10
+LANCZOS_TOL = 1e-12
+"""Relative accuracy asked of ARPACK for the extreme Hessian eigenvalues (float64)."""
+LANCZOS_MAXITER = 100
+"""Restarts allowed per ``eigsh`` call (≈ 1 000 HVPs); one that runs out keeps the pairs that
+converged and reports ``decided=False``. The bottom pairs are computed on H + λ_max·I, so their
+accuracy is relative to ‖H‖ rather than to the tiny |λ| of a cluster near zero."""
 
 
 class Route(StrEnum):
@@ -249,8 +255,13 @@ def analyze(
 def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSummary, Inertia | None]:
     """Extreme eigenvalues by eigsh on the HVP operator; counts undecided unless all positive."""
     op = hessian_operator(problem, theta)
-    top = extreme_eigenpairs(op, N_EXTREME, "LA")
-    bottom = extreme_eigenpairs(op, N_EXTREME, "SA")
+    # ARPACK cannot resolve eigenvalues below the products' own rounding: ask for what the
+    # dtype can deliver (1e-12 in float64, ≈ 1e-5 in float32), and bound the restarts
+    tol = max(LANCZOS_TOL, 100 * eps(problem.dtype))
+    top = extreme_eigenpairs(op, N_EXTREME, "LA", tol=tol, maxiter=LANCZOS_MAXITER)
+    scale = abs(float(top.values[0])) if top.values.numel() else 0.0
+    bottom = extreme_eigenpairs(op, N_EXTREME, "SA", tol=tol, maxiter=LANCZOS_MAXITER,
+                                shift=scale)
     N = problem.n_params
     rtol_ = rtol if rtol is not None else N * eps(problem.dtype)
     if not (top.values.numel() and bottom.values.numel()):

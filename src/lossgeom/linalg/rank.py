@@ -172,8 +172,14 @@ def rank_from_gram(
     """
     K = K.to(torch.float64)
     m = K.shape[0]
-    lam, U = eig if eig is not None else torch.linalg.eigh(0.5 * (K + K.T))
-    lam, U = lam.flip(0), U.flip(1)
+    if eig is not None:
+        lam, U = eig
+    elif refine is not None and singular_values is None:
+        lam, U = torch.linalg.eigh(0.5 * (K + K.T))
+    else:  # eigenvectors are needed only for the Jᵀ U₀ refinement
+        lam, U = torch.linalg.eigvalsh(0.5 * (K + K.T)), None
+    lam = lam.flip(0)
+    U = U.flip(1) if U is not None else None
     sig = lam.clamp_min(0.0).sqrt()
     smax = float(sig[0]) if m else 0.0
     floor = gram_floor(m, smax, dtype if dtype.is_floating_point else torch.float64)
