@@ -5,22 +5,11 @@ import torch
 
 import lossgeom as lg
 
-
-def dead_pattern_problem(targets=(1.0, -1.0, 0.5, 0.5)):
-    """Spec §6.2: ReLU 2-3-1; x₃, x₄ give h₁ = 0 (every unit off)."""
-    model = lg.mlp([2, 3, 1], "relu")
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-        model[0].bias.zero_()
-        model[2].weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
-        model[2].bias.fill_(0.3)
-    X = torch.tensor([[1.0, 0.5, -1.0, -2.0], [0.2, 1.0, -1.0, -0.5]], dtype=torch.float64).T
-    return lg.Problem(model, X, torch.tensor(targets, dtype=torch.float64))
+from cases import relu_dead_pattern
 
 
 def test_dead_pattern_groups_and_bound():
-    p = dead_pattern_problem()
-    theta = lg.fit_last_layer(p)
+    p, theta = relu_dead_pattern()
     r = lg.information_loss(p, theta)
     layer = r.layers[0]
     assert layer.groups == [[2, 3]]
