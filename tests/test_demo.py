@@ -19,6 +19,10 @@ def test_demo_writes_report_and_figures(tmp_path):
     assert sm["hessian"]["rank"] == sm["jacobian"]["rank"] - 2
     assert report["information_loss"]["layers"][0]["groups"] == [[2, 3]]
     assert len(report["trend"]) == 12
+    flows = {f["alpha"]: f for f in report["flows"]}
+    assert flows[1.0]["max_deviation"] < 1e-6 < flows[0.0]["max_deviation"]
+    assert report["linear"]["bad_minimum"]["pure"] is True
+    assert report["linear"]["saddle"]["kind"] == "spurious"
     for f in result.files:
         assert (tmp_path / f.split("/")[-1]).stat().st_size > 0
 

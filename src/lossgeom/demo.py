@@ -9,7 +9,11 @@ Writes ``report.json`` and PNG figures to an output folder:
 3. softmax cross-entropy on logits at a soft-label fit (2-5-3, n = 2): rank ∇²L = rank J − n,
    the rank identity fails (spec §6.4);
 4. the overparameterization trend (Experiment 2a, quick mode): the fraction of exact fits with
-   rank J < n against N for tanh and ReLU (Adam 0.02, then Gauss–Newton polish).
+   rank J < n against N for tanh and ReLU (Adam 0.02, then Gauss–Newton polish);
+5. gradient flows (spec §2): the standard, interpolating and adapted flows from one start, in the
+   linear time τ; only the adapted flow moves the outputs on the straight line x₀ → y;
+6. a deep linear network (spec §4.7): the weighted-Frobenius example's global minimum, bad local
+   minimum and spurious saddle, classified.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from matplotlib.figure import Figure
 
 from .critical import analyze
 from .datasets import cube_split
+from . import flows, linear
 from .errors import NotCriticalError
 from .info_loss import information_loss
 from .linalg.rank import numerical_rank
 from .locate import find_critical_point, fit_last_layer, train_many
 from .models import mlp
 from .plots import save_figure
+from .plots.flows import flow_figures
 from .plots.spectrum import spectrum_figure
 from .problem import Problem
 from .report import Report, jsonable
@@ -69,6 +75,8 @@ class DemoResult:
     reports: dict[str, Report]
     info_loss: dict
     trend: list[TrendCell]
+    flows: list[dict] = field(default_factory=list)
+    linear: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -77,6 +85,8 @@ class DemoResult:
             "reports": {k: r.to_dict() for k, r in self.reports.items()},
             "information_loss": self.info_loss,
             "trend": [{**c.__dict__, "fraction": c.fraction} for c in self.trend],
+            "flows": self.flows,
+            "linear": self.linear,
         })
 
 
@@ -121,6 +131,30 @@ def _polished_rank(problem: Problem, theta: torch.Tensor) -> tuple[bool, int, fl
 
     d = numerical_rank(jacobian(problem, theta), rtol=RANK_RTOL)
     return True, d.rank, d.gap
+
+
+FLOW_ALPHAS = (0.0, 0.5, 1.0)
+
+
+def run_flows() -> list:
+    """Spec §2.5: flows of a tanh 2-6-2 net on 3 Gaussian points in linear time τ ∈ [0, 0.99]
+    (α < 1) or [0, 1] (α = 1, where the outputs follow the straight line to y)."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    Y = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    problem = Problem(mlp([2, 6, 2], "tanh", generator=gen), X, Y)
+    return [flows.integrate(problem, None, alpha=a, t_end=1.0 if a == 1.0 else 0.99,
+                            time="linear", n_eval=40) for a in FLOW_ALPHAS]
+
+
+def run_linear() -> dict:
+    """Spec §4.7: classify the three named points of the weighted-Frobenius example."""
+    ex = linear.weighted_frobenius_example()
+    out = {}
+    for name, weights in ex.points().items():
+        c = linear.classify(list(weights), ex.loss)
+        out[name] = {"loss": ex.loss.value(linear.product(list(weights))), **c.to_dict()}
+    return out
 
 
 def run_trend(widths=TREND_WIDTHS, seeds: int = TREND_SEEDS, steps: int = TREND_STEPS,
@@ -195,13 +229,19 @@ def run_demo(out_dir: str | os.PathLike = "demo-output", *, seeds: int = TREND_S
     reports["softmax_ce_soft_labels_2-5-3"] = analyze(sm, fit_last_layer(sm))
     say("dead pattern and softmax")
     trend = run_trend(seeds=seeds, steps=steps, progress=progress)
+    trajectories = run_flows()
+    say("gradient flows")
+    lin = run_linear()
+    say("linear network")
 
     files = []
     for name in ("cube_tanh_3-4-1", "relu_dead_pattern_2-3-1", "softmax_ce_soft_labels_2-5-3"):
         files.append(save_figure(spectrum_figure(reports[name], title=name),
                                  os.path.join(out_dir, f"spectrum_{name}.png")))
     files.append(save_figure(trend_figure(trend), os.path.join(out_dir, "trend.png")))
-    result = DemoResult(reports, info, trend, files)
+    for name, fig in flow_figures(trajectories).items():
+        files.append(save_figure(fig, os.path.join(out_dir, f"flow_{name}.png")))
+    result = DemoResult(reports, info, trend, [t.summary() for t in trajectories], lin, files)
     path = os.path.join(out_dir, "report.json")
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json")
     with os.fdopen(fd, "w") as f:

@@ -21,7 +21,7 @@ def demo(
     and the overparameterization trend. Writes report.json and PNG figures.
     """
     with user_errors():
-        stages = 4 + 2 * len(TREND_WIDTHS)
+        stages = 6 + 2 * len(TREND_WIDTHS)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("demo", total=stages)
             result = run_demo(out_dir, seeds=seeds, steps=steps,
@@ -45,4 +45,19 @@ def demo(
             tt.add_row(c.activation, str(c.width), str(c.n_params), str(c.fitted),
                        str(c.rank_deficient), f"{c.fraction:.2f}", str(c.not_fitted))
         out.print(tt)
+        ft = Table(title="Gradient flows in linear time τ (tanh 2-6-2, n = 3): only the adapted "
+                   "flow (α = 1) keeps the outputs on the straight line", title_justify="left")
+        for col in ("α", "τ end", "loss end", "max distance from the line", "rank J", "status"):
+            ft.add_column(col)
+        for f in result.flows:
+            ft.add_row(f"{f['alpha']:g}", f"{f['t_end']:g}", f"{f['loss_end']:.2e}",
+                       f"{f['max_deviation']:.2e}", f"{f['rank_min']}–{f['rank_max']}", f["status"])
+        out.print(ft)
+        lt = Table(title="Deep linear network (2,1,2), weighted Frobenius loss (spec §4.7)",
+                   title_justify="left")
+        for col in ("point", "L", "critical", "pure / spurious"):
+            lt.add_column(col)
+        for name, c in result.linear.items():
+            lt.add_row(name, f"{c['loss']:g}", str(c["is_critical"]), c["kind"])
+        out.print(lt)
         out.print("wrote " + ", ".join(result.files))
