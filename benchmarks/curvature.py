@@ -13,7 +13,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 from torch.func import grad, jvp
 
@@ -72,7 +71,6 @@ def bench_hvp(problem, theta, unit):
     v = torch.randn(N, dtype=theta.dtype)
     V = torch.randn(N, 10, dtype=theta.dtype)
     hv_rev = make_hvp(problem, theta, "reverse")
-    hv_fwd = make_hvp(problem, theta, "forward")
     block = make_hvp_block(problem, theta, "reverse")
     ref = jvp(grad(problem.loss_at), (theta,), (v,))[1]
     scale = float(ref.abs().max())

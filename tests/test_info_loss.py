@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+from cases import relu_dead_pattern
 
 import lossgeom as lg
-
-from cases import relu_dead_pattern
 
 
 def test_dead_pattern_groups_and_bound():

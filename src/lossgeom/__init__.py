@@ -5,8 +5,8 @@ Everything in the public API (``../api.md``) is importable from the top level::
     import lossgeom as lg
 """
 
-from .critical import analyze
 from . import flows, linear, loci, manifold, sweep
+from .critical import analyze
 from .curvature import (
     gauss_newton,
     hessian,

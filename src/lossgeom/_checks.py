@@ -18,15 +18,21 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 
 def format_bytes(n: float) -> str:
     """Human-readable byte count, e.g. ``'7.5 GiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    raise AssertionError("unreachable")
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} TiB"
 
 
 def check_option(where: str, name: str, value, allowed: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise ValueError listing them."""
+    """Return ``value`` if it is one of ``allowed``, else raise ValueError listing them.
+
+    Raises:
+        ValueError: If ``value`` is not one of ``allowed``.
+    """
     allowed = tuple(allowed)
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(
@@ -36,7 +42,11 @@ def check_option(where: str, name: str, value, allowed: Iterable[str]) -> str:
 
 
 def check_finite(where: str, name: str, x: torch.Tensor | np.ndarray, hint: str = "") -> None:
-    """Raise ValueError naming the count and first index of non-finite entries of ``x``."""
+    """Raise ValueError naming the count and first index of non-finite entries of ``x``.
+
+    Raises:
+        ValueError: If ``x`` holds NaN or inf.
+    """
     t = torch.as_tensor(x)
     if not (t.is_floating_point() or t.is_complex()):
         return
@@ -53,7 +63,12 @@ def check_finite(where: str, name: str, x: torch.Tensor | np.ndarray, hint: str 
 
 
 def check_vector(where: str, name: str, v, n: int, *, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Validate a flat vector of length ``n``; return it as a tensor of ``dtype``."""
+    """Validate a flat vector of length ``n``; return it as a tensor of ``dtype``.
+
+    Raises:
+        TypeError: If ``v`` is not a tensor or array.
+        ValueError: If ``v`` is not of shape (n,) or not finite.
+    """
     if not isinstance(v, torch.Tensor | np.ndarray):
         raise TypeError(
             f"{where}: {name} must be a torch.Tensor or numpy array of shape ({n},), "
@@ -71,19 +86,31 @@ def check_vector(where: str, name: str, v, n: int, *, dtype=torch.float64, devic
 
 
 def check_rtol(where: str, rtol: float | None, name: str = "rtol") -> None:
-    """Raise ValueError unless ``rtol`` is None or in the open interval (0, 1)."""
+    """Raise ValueError unless ``rtol`` is None or in the open interval (0, 1).
+
+    Raises:
+        ValueError: If ``rtol`` lies outside (0, 1).
+    """
     if rtol is not None and not (0.0 < float(rtol) < 1.0):
         raise ValueError(f"{where}: {name} must lie in (0, 1), got {rtol!r}.")
 
 
 def check_atol(where: str, atol: float | None) -> None:
-    """Raise ValueError if ``atol`` is negative."""
+    """Raise ValueError if ``atol`` is negative.
+
+    Raises:
+        ValueError: If ``atol`` < 0.
+    """
     if atol is not None and not float(atol) >= 0.0:
         raise ValueError(f"{where}: atol must be >= 0, got {atol!r}.")
 
 
 def check_dense_budget(where: str, what: str, shape: tuple[int, ...], max_bytes: int, route: str) -> None:
-    """Raise DenseTooLargeError if a float64 array of ``shape`` exceeds ``max_bytes``."""
+    """Raise DenseTooLargeError if a float64 array of ``shape`` exceeds ``max_bytes``.
+
+    Raises:
+        DenseTooLargeError: If 8·prod(shape) bytes exceed ``max_bytes``.
+    """
     need = 8 * int(np.prod(shape, dtype=np.float64))
     if need > max_bytes:
         dims = " x ".join(str(s) for s in shape)

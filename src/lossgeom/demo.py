@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import torch
 from matplotlib.figure import Figure
 
+from . import flows, linear
 from .critical import analyze
 from .datasets import cube_split
-from . import flows, linear
 from .errors import NotCriticalError
 from .info_loss import information_loss
 from .linalg.rank import numerical_rank
@@ -137,8 +137,11 @@ FLOW_ALPHAS = (0.0, 0.5, 1.0)
 
 
 def run_flows() -> list:
-    """Spec §2.5: flows of a tanh 2-6-2 net on 3 Gaussian points in linear time τ ∈ [0, 0.99]
-    (α < 1) or [0, 1] (α = 1, where the outputs follow the straight line to y)."""
+    """Spec §2.5: flows of a tanh 2-6-2 net on 3 Gaussian points in linear time τ.
+
+    τ ∈ [0, 0.99] for α < 1 (the field is singular at τ = 1), [0, 1] for α = 1, where the outputs
+    follow the straight line to y.
+    """
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(3, 2, generator=gen, dtype=torch.float64)
     Y = torch.randn(3, 2, generator=gen, dtype=torch.float64)

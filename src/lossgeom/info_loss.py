@@ -9,8 +9,9 @@ columns) have at most m_l·k distinct B-parts, m_l the number of distinct activa
 
 where n_dead counts inputs whose every unit at layer l has zero derivative (all-dead ReLU patterns):
 their A-rows vanish too, so dead inputs with coinciding activations have identical rows, and
-n_rows = n − Σ_groups (#dead in the group − 1) counts the distinct rows left. N − rank J is the behavior-manifold dimension
-only where rank J is locally constant (spec §1.2, §6.1); ranks at nearby points are reported.
+n_rows = n − Σ_groups (#dead in the group − 1) counts the distinct rows left. N − rank J is the
+behavior-manifold dimension only where rank J is locally constant (spec §1.2, §6.1); ranks at
+nearby points are reported.
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ class Problem:
 
         Raises:
             FileNotFoundError: If ``path`` does not exist.
+            TypeError: If ``model`` is not an nn.Module.
             UnsafeCheckpointError: If the file holds anything but tensors (pickled objects).
             ValueError: If its keys or shapes do not match the model's.
         """

@@ -15,8 +15,8 @@ Field glossary (every key of ``Report.to_dict()``):
 * ``gauss_newton``: rank decision for G = Jᵀ∇²ₓC J: {rank, tol, gap, decided, method}.
 * ``hessian``: {rank, tol, gap, inertia [positive, negative, zero], method, decided,
   top_eigenvalues (≤ 10, descending), bottom_eigenvalues (≤ 10, ascending), residuals_top,
-  residuals_bottom, n_matvec, asymmetry, rtol, spectrum (all eigenvalues, ascending, or null)}; method ∈ dense | gauss_newton | lanczos. Counts that
-  the route cannot settle are null.
+  residuals_bottom, n_matvec, asymmetry, rtol, spectrum (all eigenvalues, ascending, or null)};
+  method ∈ dense | gauss_newton | lanczos. Counts that the route cannot settle are null.
 * ``behavior_manifold_dim``: N − rank J (the local dimension of {θ' : x(θ') = x(θ)} where rank J is
   locally constant; an upper bound otherwise, spec §1.2).
 * ``kind``: noncritical | global_minimum | strict_local_minimum | strict_saddle |

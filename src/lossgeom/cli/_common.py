@@ -19,7 +19,11 @@ err = Console(stderr=True)
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn ValueError/TypeError/FileNotFoundError into one red line on stderr and exit code 2."""
+    """Turn ValueError/TypeError/FileNotFoundError into one red line on stderr and exit code 2.
+
+    Raises:
+        typer.Exit: With code 2 after printing the message.
+    """
     try:
         yield
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:

@@ -65,7 +65,11 @@ def analyze(
     json_out: bool = typer.Option(False, "--json", help="Print the Report as JSON only."),
     plot: Path | None = typer.Option(None, help="Write the Hessian spectrum figure (PNG)."),
 ) -> None:
-    """Analyze one point: rank J, Hessian inertia, manifold dimension and kind."""
+    """Analyze one point: rank J, Hessian inertia, manifold dimension and kind.
+
+    Raises:
+        ValueError: For inconsistent options (reported as one line, exit code 2).
+    """
     with user_errors():
         if checkpoint is not None:
             if model is None:

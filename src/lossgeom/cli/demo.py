@@ -17,8 +17,10 @@ def demo(
     seeds: int = typer.Option(TREND_SEEDS, help="Seeds per width in the trend experiment."),
     steps: int = typer.Option(TREND_STEPS, help="Adam steps per trend run."),
 ) -> None:
-    """Information loss → flat basins on tiny nets: exact fits, a dead ReLU pattern, softmax-CE,
-    and the overparameterization trend. Writes report.json and PNG figures.
+    """Information loss → flat basins: exact fits, dead ReLU patterns, softmax-CE, width trend.
+
+    Also the adapted vs standard flows and a deep linear network; writes report.json and PNG
+    figures to --out.
     """
     with user_errors():
         stages = 6 + 2 * len(TREND_WIDTHS)
