@@ -198,14 +198,14 @@ def analyze(
             jac = numerical_rank(S, rtol, shape=(m, N), dtype=dtype)
             jac = RankDecision(**{**jac.to_dict(), "method": "svd"})
         else:
-            J_fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
-            J = jacobian(problem, theta) if J_fits else None
-            K = J @ J.T if J_fits else ntk_gram(problem, theta)
+            K = ntk_gram(problem, theta)
             lam, U = torch.linalg.eigh(0.5 * (K + K.T))
             op = jacobian_operator(problem, theta)
+            J_fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
             jac = rank_from_gram(
                 K, N, rtol, dtype=dtype, refine=op.torch_rmatmat, eig=(lam, U),
-                singular_values=(lambda: torch.linalg.svdvals(J)) if J_fits else None)
+                singular_values=(lambda: torch.linalg.svdvals(jacobian(problem, theta)))
+                if J_fits else None)
             keep = min(m, N)  # K has at most N nonzero eigenvalues
             lam, U = lam[m - keep:], U[:, m - keep:]
             S = lam.clamp_min(0).sqrt()

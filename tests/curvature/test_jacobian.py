@@ -147,3 +147,25 @@ def test_default_theta_is_problem_theta_and_not_aliased():
     t = problem.theta
     t += 1.0
     assert not torch.equal(problem.theta, t)
+
+
+@pytest.mark.parametrize("widths,activation,bias", [
+    ([3, 5, 4, 2], "tanh", True), ([3, 6, 1], "relu", False), ([4, 5, 3], "softplus", "output"),
+    ([2, 3, 3, 2], "square", True), ([2, 4, 1], "linear", True)])
+def test_layerwise_ntk_equals_jacobian_gram(widths, activation, bias):
+    """K = Σ_l (ΔΔᵀ) ⊙ (AAᵀ + 1) for an MLP equals J Jᵀ from per-sample Jacobians."""
+    gen = torch.Generator().manual_seed(3)
+    model = lg.mlp(widths, activation, bias, generator=gen)
+    X = torch.randn(7, widths[0], generator=gen, dtype=torch.float64)
+    p = lg.Problem(model, X, torch.randn(7, widths[-1], generator=gen, dtype=torch.float64))
+    J = lg.jacobian(p)
+    K = lg.ntk_gram(p, method="layerwise")
+    assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12 * float((J @ J.T).abs().max()))
+
+
+def test_layerwise_ntk_refuses_other_models():
+    p = lg.Problem(lambda params, x: x @ params["w"], torch.ones(2, 1), torch.zeros(2, 1),
+                   params={"w": torch.ones(1, 1, dtype=torch.float64)})
+    with pytest.raises(ValueError, match="layerwise"):
+        lg.ntk_gram(p, method="layerwise")
+    assert lg.ntk_gram(p).shape == (2, 2)   # auto falls back to the Jacobian route

@@ -14,7 +14,10 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, jvp, vjp, vmap
 
-from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
+from torch import nn
+
+from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
+from ..models import Square
 from ..linalg.operators import CurvatureOperator
 from ..problem import Problem
 
@@ -143,17 +146,78 @@ def jacobian(problem: Problem, theta: Tensor | None = None, *,
     return jacobian_blocks(problem, theta, list(range(len(problem.param_numels))))
 
 
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.Softplus, nn.GELU, nn.Identity, nn.ELU,
+                nn.LeakyReLU, nn.SiLU, Square)
+
+
+def _layerwise_structure(problem: Problem) -> list[int] | None:
+    """Indices of the Linear modules if the model is a Sequential of Linear layers and
+    elementwise activations acting on (n, d) inputs; else None."""
+    model = problem.model
+    if not (isinstance(model, nn.Sequential) and problem.per_sample and problem.inputs.ndim == 2):
+        return None
+    linear = []
+    for j, m in enumerate(model):
+        if isinstance(m, nn.Linear):
+            linear.append(j)
+        elif not isinstance(m, _ELEMENTWISE):
+            return None
+    names = [f"{j}.{p}" for j in linear for p in ("weight", "bias")
+             if getattr(model[j], p, None) is not None]
+    return linear if tuple(names) == problem.param_names else None
+
+
+def _layerwise_gram(problem: Problem, theta: Tensor, linear: list[int]) -> Tensor:
+    """K = Σ_l (Δ_l Δ_lᵀ) ⊙ (A_l A_lᵀ + [bias]) for a Sequential MLP, without forming J.
+
+    For a Linear layer z = W a + b, the row (i, c) of J restricted to (W, b) is (δ_ic ⊗ a_i, δ_ic)
+    with δ_ic = ∂x_ic/∂z_i, so ⟨J_ic, J_jc'⟩ = (δ_ic·δ_jc')(a_i·a_j + 1). The δ's of all layers
+    come from k batched backward passes through perturbations added to each z_l.
+    """
+    model, params = problem.model, problem.unflatten(theta)
+    n, k = problem.n_samples, problem.n_outputs
+
+    def forward(eps: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        h, inputs, e = problem.inputs, [], iter(eps)
+        for j, m in enumerate(model):
+            if isinstance(m, nn.Linear):
+                inputs.append(h)
+                b = params.get(f"{j}.bias")
+                h = h @ params[f"{j}.weight"].T + (b if b is not None else 0) + next(e)
+            else:
+                h = m(h)
+        return h, inputs
+
+    eps = [torch.zeros(n, model[j].out_features, dtype=theta.dtype, device=theta.device)
+           for j in linear]
+    _, inputs = forward(eps)
+    _, pull = vjp(lambda e: forward(e)[0], eps)
+    basis = torch.eye(k, dtype=theta.dtype, device=theta.device)
+    deltas = vmap(lambda c: pull(c.expand(n, k))[0])(basis)    # per layer: (k, n, d_out)
+    K = torch.zeros(n * k, n * k, dtype=theta.dtype, device=theta.device)
+    for j, a, d in zip(linear, inputs, deltas, strict=True):
+        D = d.permute(1, 0, 2).reshape(n * k, -1)             # rows (i, c), sample-major
+        A = a.detach().repeat_interleave(k, dim=0)             # a_i repeated for each output c
+        gram_a = A @ A.T + (1.0 if model[j].bias is not None else 0.0)
+        K += (D @ D.T) * gram_a
+    return K
+
+
 def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
-             work_bytes: int = WORK_BYTES) -> Tensor:
+             work_bytes: int = WORK_BYTES, method: str = "auto") -> Tensor:
     """Empirical NTK Gram matrix K = J Jᵀ, shape (n·k, n·k).
 
-    Accumulated over parameter blocks, K = Σ_b J_b J_bᵀ, so at most ``work_bytes`` of J are held
-    at once (one block when the whole of J fits).
+    method="layerwise" (the "auto" choice for ``nn.Sequential`` MLPs of Linear layers and
+    elementwise activations, such as ``lossgeom.mlp``) never forms J: per Linear layer it uses
+    K_l = (Δ Δᵀ) ⊙ (A Aᵀ + 1) from the layer inputs A and backpropagated output sensitivities Δ,
+    at a cost of k backward passes plus O((n·k)²·(d_in + d_out)). method="jacobian" accumulates
+    over parameter blocks, K = Σ_b J_b J_bᵀ, holding at most ``work_bytes`` of J at once.
 
     Args:
         problem: The model, data and loss.
         theta: Flat parameters (N,); default ``problem.theta``.
         work_bytes: Memory for one block of Jacobian columns.
+        method: "auto", "layerwise" or "jacobian".
 
     Returns:
         K, symmetric positive semidefinite, float64.
@@ -168,7 +232,16 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
         >>> lg.ntk_gram(p).tolist()
         [[1.0, 1.0], [1.0, 2.0]]
     """
-    theta = problem.check_theta("ntk_gram(problem, theta)", theta)
+    where = "ntk_gram(problem, theta)"
+    theta = problem.check_theta(where, theta)
+    check_option(where, "method", method, ("auto", "layerwise", "jacobian"))
+    linear = _layerwise_structure(problem) if method != "jacobian" else None
+    if method == "layerwise" and linear is None:
+        raise ValueError(f"{where}: method=\"layerwise\" needs an nn.Sequential of Linear layers "
+                         "and elementwise activations on (n, d) inputs; use method=\"jacobian\".")
+    if linear is not None:
+        K = _layerwise_gram(problem, theta, linear)
+        return 0.5 * (K + K.T)
     m = problem.n_samples * problem.n_outputs
     max_cols = max(1, work_bytes // (8 * m))
     K = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
