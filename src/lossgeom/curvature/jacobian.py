@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
 
-from torch import nn
-
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
-from ..models import Square
 from ..linalg.operators import CurvatureOperator
+from ..models import Square
 from ..problem import Problem
 
 __all__ = [
@@ -151,8 +149,11 @@ _ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.Softplus, nn.GELU, nn.Identity,
 
 
 def _layerwise_structure(problem: Problem) -> list[int] | None:
-    """Indices of the Linear modules if the model is a Sequential of Linear layers and
-    elementwise activations acting on (n, d) inputs; else None."""
+    """Indices of the Linear modules of a layerwise-NTK model, else None.
+
+    The model must be an nn.Sequential of Linear layers and elementwise activations acting on
+    (n, d) inputs, with exactly the Linear weights and biases as parameters.
+    """
     model = problem.model
     if not (isinstance(model, nn.Sequential) and problem.per_sample and problem.inputs.ndim == 2):
         return None
