@@ -20,7 +20,8 @@ from ..models import Square
 from ..problem import Problem
 
 __all__ = [
-    "jacobian", "jacobian_operator", "make_jvp", "make_vjp", "ntk_gram", "jacobian_blocks",
+    "has_layerwise_ntk", "jacobian", "jacobian_operator", "jacobian_blocks", "make_jvp", "make_vjp",
+    "ntk_gram",
 ]
 
 WORK_BYTES = 256 * 1024**2
@@ -166,6 +167,11 @@ def _layerwise_structure(problem: Problem) -> list[int] | None:
     names = [f"{j}.{p}" for j in linear for p in ("weight", "bias")
              if getattr(model[j], p, None) is not None]
     return linear if tuple(names) == problem.param_names else None
+
+
+def has_layerwise_ntk(problem: Problem) -> bool:
+    """True if ``ntk_gram`` can build K layer by layer, without forming J."""
+    return _layerwise_structure(problem) is not None
 
 
 def _layerwise_gram(problem: Problem, theta: Tensor, linear: list[int]) -> Tensor:

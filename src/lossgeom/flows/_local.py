@@ -26,7 +26,12 @@ from scipy.sparse.linalg import lsmr
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
-from ..curvature.jacobian import jacobian_blocks, jacobian_operator, ntk_gram
+from ..curvature.jacobian import (
+    has_layerwise_ntk,
+    jacobian_blocks,
+    jacobian_operator,
+    ntk_gram,
+)
 from ..linalg.operators import CurvatureOperator
 from ..linalg.rank import RankDecision, numerical_rank, rank_from_gram
 from ..problem import Problem
@@ -249,7 +254,7 @@ def linearise(problem: Problem, theta: Tensor, *, solver: str = "auto",
     if route == "svd":
         check_dense_budget(where, "Jacobian (solver='svd')", (m, N), DEFAULT_MAX_BYTES,
                            "Use solver='gram' or solver='lsmr'.")
-    if 8 * m * N <= DENSE_JACOBIAN_BYTES or route == "svd":
+    if route == "svd" or (8 * m * N <= DENSE_JACOBIAN_BYTES and not has_layerwise_ntk(problem)):
         J = jacobian_blocks(problem, theta, list(range(len(problem.param_numels))))
         if not bool(torch.isfinite(J).all()):
             raise NonFiniteError(f"{where}: the Jacobian J = ∂x/∂θ has non-finite entries at "
@@ -267,7 +272,8 @@ def linearise(problem: Problem, theta: Tensor, *, solver: str = "auto",
         return Linearisation(route="gram", decision=d, W=U.flip(1), S=S, kept=S > d.tol,
                              n_implicit=m, V_tail=None, J=J, K=K, op=None, **common)
 
-    # J too large to hold: blocked Gram matrix, VJPs, SVD of Jᵀ U₀ below the floor
+    # J too large to hold, or an MLP whose Gram matrix is built layer by layer: Gram matrix,
+    # VJPs, SVD of Jᵀ U₀ below the floor
     K = ntk_gram(problem, theta)
     if not bool(torch.isfinite(K).all()):
         raise NonFiniteError(f"{where}: the Gram matrix J Jᵀ has non-finite entries at this θ.")

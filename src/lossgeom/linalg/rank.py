@@ -196,10 +196,11 @@ def rank_from_gram(
         return RankDecision(**{**first.to_dict(), "decided": False,
                                "reason": f"the cut lies below the Gram floor {floor:.3g}; "
                                          "no SVD refinement was available"})
+    Vt = None
+    if n_trusted:  # trusted directions first, so the last call of ``refine`` is on U₀
+        Vt, _ = torch.linalg.qr(refine(U[:, :n_trusted]).to(torch.float64) / sig[:n_trusted])
     B = refine(U[:, n_trusted:]).to(torch.float64)
-    if n_trusted:
-        Vt = refine(U[:, :n_trusted]).to(torch.float64) / sig[:n_trusted]
-        Vt, _ = torch.linalg.qr(Vt)
+    if Vt is not None:
         B = B - Vt @ (Vt.T @ B)
     small = torch.linalg.svdvals(B)
     sig2 = torch.cat([sig[:n_trusted], small])
