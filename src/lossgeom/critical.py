@@ -35,9 +35,9 @@ from torch import Tensor
 from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option, check_rtol
 from ._timing import stage
 from .curvature.hessian import dense_second_order, hessian_operator
-from .curvature.jacobian import WORK_BYTES, jacobian, jacobian_operator, ntk_gram
+from .curvature.jacobian import gram_rank, jacobian
 from .linalg.inertia import Inertia, inertia_from_eigenvalues
-from .linalg.rank import RankDecision, numerical_rank, rank_from_gram
+from .linalg.rank import RankDecision, numerical_rank
 from .linalg.spectrum import extreme_eigenpairs
 from .linalg.tolerances import CRITICAL_RTOL, PERFECT_FIT_RTOL, eps
 from .problem import Problem
@@ -198,14 +198,7 @@ def analyze(
             jac = numerical_rank(S, rtol, shape=(m, N), dtype=dtype)
             jac = RankDecision(**{**jac.to_dict(), "method": "svd"})
         else:
-            K = ntk_gram(problem, theta)
-            lam, U = torch.linalg.eigh(0.5 * (K + K.T))
-            op = jacobian_operator(problem, theta)
-            J_fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
-            jac = rank_from_gram(
-                K, N, rtol, dtype=dtype, refine=op.torch_rmatmat, eig=(lam, U),
-                singular_values=(lambda: torch.linalg.svdvals(jacobian(problem, theta)))
-                if J_fits else None)
+            jac, (lam, U) = gram_rank(problem, theta, rtol, max_bytes=max_bytes)
             keep = min(m, N)  # K has at most N nonzero eigenvalues
             lam, U = lam[m - keep:], U[:, m - keep:]
             S = lam.clamp_min(0).sqrt()

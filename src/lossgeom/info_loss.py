@@ -24,8 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
 from ._checks import check_rtol
-from .curvature.jacobian import jacobian_operator, ntk_gram
-from .linalg.rank import RankDecision, rank_from_gram
+from .curvature.jacobian import gram_rank
 from .linalg.tolerances import COINCIDENCE_RTOL, NEARBY_RADIUS, eps
 from .problem import Problem
 from .report import jsonable
@@ -107,24 +106,19 @@ def hidden_layers(problem: Problem) -> list[tuple[int, int]]:
 
 
 def _forward_layers(problem: Problem, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """(pre-activation z, activation h) entering and leaving each hidden layer's nonlinearity."""
+    """(∂h/∂z elementwise, activation h) of each hidden layer's nonlinearity z ↦ h."""
     model, params = problem.model, problem.unflatten(theta)
     h, out = problem.inputs, []
     starts = [j for j, m in enumerate(model) if any(True for _ in m.parameters())]
     for (end, _), start in zip(hidden_layers(problem), starts, strict=False):
-        for j in range(start, end):
-            sub = {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == str(j)}
-            if j == start:
-                h = functional_call(model[j], sub, (h,))
-                z = h
-                act = list(model)[start + 1:end]
-                if act:
-                    seq = nn.Sequential(*act)
-                    h, dh = jvp(seq, (z,), (torch.ones_like(z),))
-                else:
-                    dh = torch.ones_like(z)
-                out.append((dh, h))
-                break
+        sub = {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == str(start)}
+        z = functional_call(model[start], sub, (h,))
+        act = list(model)[start + 1:end]
+        if act:
+            h, dh = jvp(nn.Sequential(*act), (z,), (torch.ones_like(z),))
+        else:
+            h, dh = z, torch.ones_like(z)
+        out.append((dh, h))
     return out
 
 
@@ -146,12 +140,6 @@ def _groups(h: Tensor, tol: float) -> list[list[int]]:
     for i in range(n):
         classes.setdefault(find(i), []).append(i)
     return sorted(classes.values())
-
-
-def _jacobian_rank(problem: Problem, theta: Tensor, rtol) -> RankDecision:
-    K = ntk_gram(problem, theta)
-    op = jacobian_operator(problem, theta)
-    return rank_from_gram(K, problem.n_params, rtol, dtype=problem.dtype, refine=op.torch_rmatmat)
 
 
 def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float | None = None,
@@ -186,7 +174,7 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     theta = problem.check_theta(where, theta)
     n, k, N = problem.n_samples, problem.n_outputs, problem.n_params
     layers = hidden_layers(problem)
-    jac = _jacobian_rank(problem, theta, rtol)
+    jac, _ = gram_rank(problem, theta, rtol)
     infos = []
     with torch.no_grad():
         acts = _forward_layers(problem, theta)
@@ -207,7 +195,7 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     nearby = []
     for _ in range(n_nearby):
         d = torch.randn(N, generator=gen, dtype=theta.dtype)
-        nearby.append(_jacobian_rank(problem, theta + radius * d / d.norm(), rtol).rank)
+        nearby.append(gram_rank(problem, theta + radius * d / d.norm(), rtol)[0].rank)
     constant = all(r == jac.rank for r in nearby)
     warning = "" if constant else (
         f"rank J changes nearby ({jac.rank} here, {nearby} at distance {radius:.1e}): N − rank J "

@@ -16,12 +16,13 @@ from torch.func import jacrev, jvp, vjp, vmap
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
 from ..linalg.operators import CurvatureOperator
+from ..linalg.rank import RankDecision, rank_from_gram
 from ..models import Square
 from ..problem import Problem
 
 __all__ = [
-    "has_layerwise_ntk", "jacobian", "jacobian_operator", "jacobian_blocks", "make_jvp", "make_vjp",
-    "ntk_gram",
+    "gram_rank", "has_layerwise_ntk", "jacobian", "jacobian_operator", "jacobian_blocks",
+    "make_jvp", "make_vjp", "ntk_gram",
 ]
 
 WORK_BYTES = 256 * 1024**2
@@ -256,3 +257,22 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
         Jb = jacobian_blocks(problem, theta, group, work_bytes)
         K += Jb @ Jb.T
     return 0.5 * (K + K.T)
+
+
+def gram_rank(problem: Problem, theta: Tensor, rtol: float | None = None, *,
+              max_bytes: int = DEFAULT_MAX_BYTES
+              ) -> tuple[RankDecision, tuple[Tensor, Tensor]]:
+    """Rank J from K = J Jᵀ (``rank_from_gram``), and eigh(K) = (ascending λ, eigenvectors).
+
+    Below the Gram floor the cut is re-decided by an SVD of J when J fits in
+    min(max_bytes, WORK_BYTES), else by Jᵀ U₀ through the Jacobian operator.
+    """
+    m, N = problem.n_samples * problem.n_outputs, problem.n_params
+    K = ntk_gram(problem, theta)
+    eig = torch.linalg.eigh(0.5 * (K + K.T))
+    op = jacobian_operator(problem, theta)
+    fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
+    decision = rank_from_gram(
+        K, N, rtol, dtype=problem.dtype, refine=op.torch_rmatmat, eig=eig,
+        singular_values=(lambda: torch.linalg.svdvals(jacobian(problem, theta))) if fits else None)
+    return decision, eig
