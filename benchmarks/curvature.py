@@ -17,8 +17,8 @@ import torch
 from torch.func import grad, jvp
 
 import lossgeom as lg
-from lossgeom.curvature.hessian import make_hvp, make_hvp_block
-from lossgeom.curvature.jacobian import jacobian_blocks
+from lossgeom.curvature._hessian import make_hvp, make_hvp_block
+from lossgeom.curvature._jacobian import jacobian_blocks
 from lossgeom.datasets import load_data
 from lossgeom.linalg import extreme_eigenpairs, rank_from_gram
 

@@ -23,11 +23,11 @@ import time
 import torch
 
 import lossgeom as lg
-from lossgeom.locate import find_critical_point
-from lossgeom.specs import problem_from_config
+from lossgeom.reach import find_critical_point
+from lossgeom.problem_specs import problem_from_config
 from lossgeom.sweep import run_one, spec_from_dict
 from lossgeom.sweep.backends import DaskBackend, LocalBackend
-from lossgeom.sweep.run import PROBLEM_KEYS, drive
+from lossgeom.sweep.worker import PROBLEM_KEYS, drive
 from lossgeom.sweep.store import Store, read_records
 
 

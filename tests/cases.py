@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import lossgeom as lg
-from lossgeom.locate import fit_last_layer
+from lossgeom.reach import fit_last_layer
 
 F64 = torch.float64
 

@@ -51,7 +51,7 @@ from oracles import (
 )
 
 import lossgeom as lg
-from lossgeom.critical import criticality_tolerance, is_perfect_fit
+from lossgeom.analysis import criticality_tolerance, is_perfect_fit
 from lossgeom.errors import DenseTooLargeError
 
 F64 = torch.float64

@@ -12,8 +12,8 @@ LAYERS = {
     "cli": 6,
 }
 FOUNDATION = {"errors", "_checks", "_timing"}
-PROBLEM = {"models", "losses", "problem", "datasets", "specs"}
-ANALYSES = {"critical", "locate", "report", "info_loss", "loci", "manifold", "flows", "linear"}
+PROBLEM = {"models", "losses", "problem", "datasets", "problem_specs"}
+ANALYSES = {"analysis", "reach", "report", "info_loss", "loci", "manifold", "flows", "linear"}
 FRONTENDS = {"plots", "demo", "sweep"}
 FORBIDDEN_BELOW_FRONTENDS = {"typer", "rich", "matplotlib"}
 

@@ -15,8 +15,8 @@ from cases import (
 from oracles import reference_hessian
 
 import lossgeom as lg
-from lossgeom.critical import criticality_tolerance, is_perfect_fit
-from lossgeom.locate import reach
+from lossgeom.analysis import criticality_tolerance, is_perfect_fit
+from lossgeom.reach import reach
 
 F64 = torch.float64
 

@@ -13,7 +13,7 @@ from torch import nn
 
 import lossgeom as lg
 from lossgeom.errors import UnsafeCheckpointError
-from lossgeom.locate import fit_last_layer
+from lossgeom.reach import fit_last_layer
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")

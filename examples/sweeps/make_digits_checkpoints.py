@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from lossgeom.specs import problem_from_config
+from lossgeom.problem_specs import problem_from_config
 
 CONFIG = {"widths": [64, 16, 10], "activation": "tanh", "bias": True, "source": "digits",
           "n": 100, "data_seed": 0, "seed": 0, "loss": "softmax_ce", "reduction": "mean"}

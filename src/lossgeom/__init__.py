@@ -6,7 +6,7 @@ Everything in the public API (``../api.md``) is importable from the top level::
 """
 
 from . import flows, linear, loci, manifold, sweep
-from .critical import analyze
+from .analysis import analyze
 from .curvature import (
     gauss_newton,
     hessian,
@@ -20,9 +20,9 @@ from .curvature import (
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
 from .info_loss import InfoLossReport, information_loss
 from .linalg import Inertia, RankDecision, inertia, null_space, numerical_rank
-from .locate import find_critical_point, fit_last_layer
 from .models import mlp
 from .problem import Problem
+from .reach import find_critical_point, fit_last_layer
 from .report import Report
 
 __version__ = "0.1.0"

@@ -118,3 +118,22 @@ def check_dense_budget(where: str, what: str, shape: tuple[int, ...], max_bytes:
             f"{where}: a dense {what} needs {format_bytes(need)} ({dims}, float64), above "
             f"max_bytes = {format_bytes(max_bytes)}. {route}"
         )
+
+
+def generator(where: str, rng, *, none_seed: int | None = None) -> torch.Generator | None:
+    """A torch.Generator from ``rng`` (a Generator, an int seed, or None).
+
+    None gives torch's global RNG (returned as None), or a generator seeded with ``none_seed``
+    when one is given (reproducible defaults).
+
+    Raises:
+        TypeError: For anything else.
+    """
+    if isinstance(rng, torch.Generator):
+        return rng
+    if rng is None and none_seed is None:
+        return None
+    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
+        return torch.Generator().manual_seed(int(none_seed if rng is None else rng))
+    raise TypeError(f"{where}: rng must be a torch.Generator, an int seed or None, got "
+                    f"{type(rng).__name__}.")

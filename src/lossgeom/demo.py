@@ -28,17 +28,17 @@ import torch
 from matplotlib.figure import Figure
 
 from . import flows, linear
-from .critical import analyze
+from .analysis import analyze
 from .datasets import cube_split
 from .errors import NotCriticalError
 from .info_loss import information_loss
 from .linalg.rank import numerical_rank
-from .locate import find_critical_point, fit_last_layer, train_many
 from .models import mlp
 from .plots import save_figure
 from .plots.flows import flow_figures
 from .plots.spectrum import spectrum_figure
 from .problem import Problem
+from .reach import find_critical_point, fit_last_layer, train_many
 from .report import Report, jsonable
 
 __all__ = ["DemoResult", "TrendCell", "run_demo", "trend_figure"]
@@ -127,7 +127,7 @@ def _polished_rank(problem: Problem, theta: torch.Tensor) -> tuple[bool, int, fl
     r = problem.loss_fn.fit_residual(problem.output_fn(theta).detach(), problem.targets)
     if float(r.abs().max()) >= FIT_TOL:
         return False, -1, float("nan")
-    from .curvature.jacobian import jacobian
+    from .curvature._jacobian import jacobian
 
     d = numerical_rank(jacobian(problem, theta), rtol=RANK_RTOL)
     return True, d.rank, d.gap

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
 from ._checks import check_rtol
-from .curvature.jacobian import gram_rank
+from .curvature._jacobian import gram_rank
 from .linalg.tolerances import COINCIDENCE_RTOL, NEARBY_RADIUS, eps
 from .problem import Problem
 from .report import jsonable

@@ -10,7 +10,7 @@ from oracles import fd_jacobian, reference_jacobian, relative_error
 
 import lossgeom as lg
 from lossgeom.curvature import make_jvp, make_vjp
-from lossgeom.curvature.jacobian import jacobian_blocks
+from lossgeom.curvature._jacobian import jacobian_blocks
 from lossgeom.errors import DenseTooLargeError
 
 F64 = torch.float64

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from strategies import symmetric_with_inertia
 
 import lossgeom as lg
-from lossgeom.linalg.inertia import inertia_from_eigenvalues
+from lossgeom.linalg._inertia import inertia_from_eigenvalues
 from lossgeom.linalg.tolerances import MIN_GAP, default_inertia_rtol, eps
 from lossgeom.report import jsonable
 

@@ -8,7 +8,8 @@ import torch
 
 import lossgeom as lg
 from lossgeom.loci import solution_manifold, star_point
-from lossgeom.manifold import WalkRoute, _linearize, tangent_basis, walk
+from lossgeom.manifold import WalkRoute, tangent_basis, walk
+from lossgeom.manifold._walk import _linearize
 
 from .helpers import SPEC_INERTIA_RTOL, gaussian_problem
 

@@ -7,7 +7,7 @@ unpickle them (spawn passes the parent's sys.path to the children).
 import os
 import textwrap
 
-from lossgeom.sweep.run import run_one
+from lossgeom.sweep.worker import run_one
 
 MARKER_ENV = "LOSSGEOM_TEST_CRASH_MARKER"
 

@@ -6,8 +6,8 @@ import pytest
 import lossgeom.sweep as sweep
 from lossgeom.sweep import api, backends
 from lossgeom.sweep.backends import DaskBackend, LocalBackend, make_backend
-from lossgeom.sweep.run import drive, run_one
 from lossgeom.sweep.store import Store, read_records
+from lossgeom.sweep.worker import drive, run_one
 
 from .sweep_helpers import MARKER_ENV, TINY, crash_in_worker, write_spec
 

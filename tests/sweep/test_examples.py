@@ -7,8 +7,8 @@ import pytest
 
 import lossgeom.sweep as sweep
 from lossgeom.plots.sweep import save_sweep_figures
-from lossgeom.sweep.run import run_one
 from lossgeom.sweep.summary import summarize
+from lossgeom.sweep.worker import run_one
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "..", "examples", "sweeps")

@@ -5,9 +5,9 @@ import torch
 
 import lossgeom as lg
 import lossgeom.sweep as sweep
-from lossgeom.locate import reach
-from lossgeom.specs import problem_from_config
-from lossgeom.sweep.run import drive, run_one
+from lossgeom.problem_specs import problem_from_config
+from lossgeom.reach import reach
+from lossgeom.sweep.worker import drive, run_one
 
 from .sweep_helpers import TINY, write_spec
 
@@ -112,8 +112,8 @@ def test_driver_stores_every_record_and_counts(tmp_path):
 
 
 def test_the_name_run_is_the_function():
-    import lossgeom.sweep.run as module_or_function  # noqa: F401  (the submodule is loaded)
-    from lossgeom.sweep.run import run_one as again
+    import lossgeom.sweep.worker as module_or_function  # noqa: F401  (the submodule is loaded)
+    from lossgeom.sweep.worker import run_one as again
 
     assert callable(sweep.run) and sweep.run.__module__ == "lossgeom.sweep.api"
     assert again is run_one

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from . import flow, linear, loci, manifold, sweep
-from .analyze import analyze
-from .demo import demo
+from .analyze import analyze_command
+from .demo import demo_command
 
 app = typer.Typer(
     name="lossgeom",
@@ -15,8 +15,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(analyze)
-app.command()(demo)
+app.command("analyze")(analyze_command)
+app.command("demo")(demo_command)
 app.add_typer(flow.app, name="flow", help="Standard, adapted and interpolating gradient flows.")
 app.add_typer(linear.app, name="linear", help="Deep linear networks: purity, landscapes, Hessian ranks.")
 app.add_typer(loci.app, name="loci", help="Star and core loci, last-layer slices, wide bounds, growth.")

@@ -10,13 +10,13 @@ from pathlib import Path
 import torch
 import typer
 
-from ..critical import analyze as analyze_point
+from ..analysis import analyze as analyze_point
 from ..datasets import load_data
-from ..locate import TARGET_POINTS, reach
 from ..plots import save_figure
 from ..plots.spectrum import spectrum_figure
 from ..problem import Problem
-from ..specs import parse_widths, problem_from_config
+from ..problem_specs import parse_widths, problem_from_config
+from ..reach import TARGET_POINTS, reach
 from ._common import err, out, print_json, report_table, user_errors
 
 
@@ -48,7 +48,7 @@ def _checkpoint_problem(checkpoint: Path, model_spec: str, data: str, n: int, se
     return Problem.from_checkpoint(checkpoint, model, X.reshape(X.shape[0], -1), Y, loss=loss)
 
 
-def analyze(
+def analyze_command(
     widths: str = typer.Option("3,4,1", help="Layer widths d,h1,...,k of an MLP."),
     activation: str = typer.Option("tanh", help="tanh relu sigmoid softplus gelu linear square."),
     bias: bool = typer.Option(True, "--bias/--no-bias", help="Biases in every layer."),

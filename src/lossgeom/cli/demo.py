@@ -12,7 +12,7 @@ from ..demo import TREND_SEEDS, TREND_STEPS, TREND_WIDTHS, run_demo
 from ._common import err, out, user_errors
 
 
-def demo(
+def demo_command(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
     seeds: int = typer.Option(TREND_SEEDS, help="Seeds per width in the trend experiment."),
     steps: int = typer.Option(TREND_STEPS, help="Adam steps per trend run."),

@@ -17,8 +17,8 @@ from .. import flows
 from ..plots import save_figure
 from ..plots.flows import flow_figures
 from ..problem import Problem
+from ..problem_specs import problem_from_config
 from ..report import jsonable
-from ..specs import problem_from_config
 from ._common import err, out, print_json, user_errors
 
 app = typer.Typer(

@@ -41,8 +41,8 @@ from ..linear import (
 from ..linear import classify as classify_point
 from ..plots import save_figure
 from ..plots.linear import bad_minima_figure, eckart_young_figure, hessian_rank_figure
+from ..problem_specs import parse_widths
 from ..report import jsonable
-from ..specs import parse_widths
 from ._common import err, out, print_json, user_errors
 
 app = typer.Typer(

@@ -21,7 +21,6 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ..locate import reach
 from ..loci import (
     AttractionResult,
     GrowthTable,
@@ -40,7 +39,8 @@ from ..loci import (
 from ..plots import save_figure
 from ..plots.loci import attraction_figure, growth_figure
 from ..problem import Problem
-from ..specs import parse_widths, problem_from_config
+from ..problem_specs import parse_widths, problem_from_config
+from ..reach import reach
 from ._common import err, out, print_json, user_errors
 
 app = typer.Typer(
@@ -73,7 +73,7 @@ POINTS = ("init", "fit", "star:I", "core:I,J", "dead-pair:J", "FILE.npy")
 
 def build_problem(widths: str, activation: str, bias: bool, data: str, n: int, seed: int,
                   loss: str) -> Problem:
-    """The Problem the shared flags describe (``lossgeom.specs.problem_from_config``)."""
+    """The Problem the shared flags describe (``lossgeom.problem_specs.problem_from_config``)."""
     return problem_from_config({"widths": parse_widths(widths), "activation": activation,
                                 "bias": bias, "source": data, "n": n, "seed": seed,
                                 "loss": loss})

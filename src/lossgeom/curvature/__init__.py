@@ -1,6 +1,6 @@
 """Curvature of L(θ) = C(x(θ)): Jacobian, NTK Gram, Hessian, Gauss–Newton and residual terms."""
 
-from .gauss_newton import (
+from ._gauss_newton import (
     gauss_newton,
     gauss_newton_operator,
     make_gauss_newton_product,
@@ -8,8 +8,8 @@ from .gauss_newton import (
     residual_hessian,
     residual_operator,
 )
-from .hessian import HvpMode, hessian, hessian_operator, hvp, make_hvp, make_hvp_block
-from .jacobian import jacobian, jacobian_operator, make_jvp, make_vjp, ntk_gram
+from ._hessian import HvpMode, hessian, hessian_operator, hvp, make_hvp, make_hvp_block
+from ._jacobian import jacobian, jacobian_operator, make_jvp, make_vjp, ntk_gram
 
 __all__ = [
     "HvpMode", "gauss_newton", "gauss_newton_operator", "hessian", "hessian_operator", "hvp",

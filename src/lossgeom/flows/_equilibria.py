@@ -14,7 +14,7 @@ import torch
 from scipy.sparse.linalg import svds
 from torch import Tensor
 
-from ..critical import criticality_tolerance
+from ..analysis import criticality_tolerance
 from ..problem import Problem
 from ..report import jsonable
 from ._common import check_alpha

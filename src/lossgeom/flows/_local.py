@@ -26,7 +26,7 @@ from scipy.sparse.linalg import lsmr
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
-from ..curvature.jacobian import (
+from ..curvature._jacobian import (
     has_layerwise_ntk,
     jacobian_blocks,
     jacobian_operator,

@@ -13,7 +13,7 @@ from ._bad_minima import (
     bad_minima_experiment,
     weighted_frobenius_example,
 )
-from ._critical import CONVENTIONS, LinearCritical, classify
+from ._classify import CONVENTIONS, LinearCritical, classify
 from ._eckart_young import (
     EckartYoungLandscape,
     EckartYoungPoint,
@@ -42,7 +42,7 @@ from ._hessian_rank import (
     hessian_rank_comparison,
     hessian_rank_formula,
 )
-from ._losses import (
+from ._objectives import (
     FunctionalLoss,
     data_loss,
     frobenius_loss,

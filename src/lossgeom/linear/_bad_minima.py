@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_option, check_rtol
-from ..critical import analyze
-from ._critical import CONVENTIONS, LinearCritical, classify
+from .._checks import check_option, check_rtol, generator
+from ..analysis import analyze
+from ._classify import CONVENTIONS, LinearCritical, classify
 from ._functional import _product, functional_space
-from ._losses import FunctionalLoss, functional_problem, weighted_frobenius_loss
-from ._weights import _generator, check_widths
+from ._objectives import FunctionalLoss, functional_problem, weighted_frobenius_loss
+from ._weights import check_widths
 
 __all__ = ["BadMinimaResult", "CriticalCluster", "WeightedFrobeniusExample",
            "bad_minima_experiment", "weighted_frobenius_example"]
@@ -260,7 +260,7 @@ def bad_minima_experiment(runs: int = 200, *, steps: int = 4000, lr: float = 0.0
             off += size
         return loss.loss(_product(Ws))
 
-    g = _generator(seed)
+    g = generator(where, seed, none_seed=0)
     theta = init_scale * torch.randn(runs, fs.n_params, generator=g, dtype=torch.float64)
     batch_loss = torch.func.vmap(total)
     for _ in range(steps):

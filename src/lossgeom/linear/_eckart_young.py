@@ -18,15 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..critical import analyze
+from .._checks import generator
+from ..analysis import analyze
 from ..linalg import RankDecision, numerical_rank
 from ..linalg.tolerances import default_rank_rtol
 from ..models import mlp
 from ..problem import Problem
-from ._critical import classify
+from ._classify import classify
 from ._functional import functional_space
-from ._losses import frobenius_loss
-from ._weights import _generator, _matrix, check_widths, flatten_weights
+from ._objectives import frobenius_loss
+from ._weights import _matrix, check_widths, flatten_weights
 
 __all__ = ["EckartYoungLandscape", "EckartYoungPoint", "FibreCheck", "SingularValueTieWarning",
            "eckart_young_check", "eckart_young_landscape", "eckart_young_points", "fibre_point"]
@@ -346,7 +347,7 @@ def fibre_point(Q, index_set: Sequence[int], widths, *, rng=None) -> list[Tensor
         raise ValueError(f"{where}: |I| = {len(subset)} exceeds the smallest width {min(d)} of "
                          f"{d}; "
                          "μ cannot reach rank |I|.")
-    g = _generator(rng)
+    g = generator(where, rng, none_seed=0)
     U, S, Vh = torch.linalg.svd(Qt, full_matrices=False)
     idx = torch.tensor(subset, dtype=torch.long)
     root = S[idx].sqrt()
@@ -421,7 +422,7 @@ def eckart_young_check(Q, r: int, widths=None, *, rng=None, rtol: float | None =
     Qt = _matrix("eckart_young_check(Q, r)", "Q", Q)
     problem = Problem(mlp(list(ls.widths), activation="linear", bias=False),
                       torch.eye(Qt.shape[1], dtype=torch.float64), Qt.T.contiguous())
-    g = _generator(rng)
+    g = generator("eckart_young_check(Q, r)", rng, none_seed=0)
     loss = frobenius_loss(Qt)
     checks = []
     for p, pred in zip(ls.points, ls.predicted_inertia, strict=True):

@@ -180,14 +180,3 @@ def _matrix(where: str, name: str, A) -> Tensor:
                          "expected.")
     check_finite(where, name, t)
     return t
-
-
-def _generator(rng) -> torch.Generator:
-    if isinstance(rng, torch.Generator):
-        return rng
-    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
-        g = torch.Generator()
-        g.manual_seed(0 if rng is None else int(rng))
-        return g
-    raise TypeError(f"rng must be a torch.Generator, an int seed or None, got "
-                    f"{type(rng).__name__}.")

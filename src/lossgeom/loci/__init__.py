@@ -6,6 +6,7 @@ Definitions follow spec §3.3 (corrected from the source text), in both bias con
 biases in every layer, (A) no biases. Layer indices are 1-based; hidden layers are 1, …, ℓ−1.
 """
 
+from ..manifold import SolutionManifold, solution_manifold
 from ._attraction import AttractionResult, attraction
 from ._construct import (
     core_point,
@@ -16,7 +17,6 @@ from ._construct import (
 )
 from ._growth import GrowthRow, GrowthTable, growth_formulas, growth_table
 from ._locate import LocusReport, locate
-from ._minimum import SolutionManifold, solution_manifold
 from ._slice import SliceReport, last_layer_slice, width_regime
 from ._wide import WideZeroBound, wide_zero_bound
 

@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.func import grad, vmap
 
-from .._checks import check_rtol
-from ..curvature.hessian import hessian_operator
+from .._checks import check_rtol, generator
+from ..curvature._hessian import hessian_operator
 from ..problem import Problem
 from ..report import jsonable
 from ._construct import _hidden_indices, core_point, locus_constraints
 from ._locate import _output_hessian_sum
-from ._network import generator, network_layout, optimal_constant
+from ._network import network_layout, optimal_constant
 
 __all__ = ["AttractionResult", "attraction"]
 

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._checks import generator
 from ..problem import Problem
-from ._network import Layout, generator, network_layout, optimal_constant
+from ._network import Layout, network_layout, optimal_constant
 
 __all__ = [
     "core_point", "dead_pair_point", "distance_to_locus", "locus_constraints", "locus_dimension",

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .._checks import check_option, check_rtol
-from ..critical import analyze, is_perfect_fit
+from ..analysis import analyze, is_perfect_fit
 from ..datasets import random_data
-from ..locate import fit_last_layer
 from ..models import ACTIVATIONS, mlp
 from ..problem import Problem
+from ..reach import fit_last_layer
 from ..report import jsonable
 from ._construct import core_point, locus_constraints, star_point
 from ._lowrank import low_rank_hessian_inertia

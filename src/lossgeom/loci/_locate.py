@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
-from ..critical import DENSE_MAX_N, analyze
+from ..analysis import DENSE_MAX_N, analyze
 from ..linalg.rank import numerical_rank
 from ..linalg.tolerances import default_rank_rtol
 from ..problem import Problem

@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..critical import criticality_tolerance, is_perfect_fit
-from ..curvature.hessian import make_hvp_block
-from ..curvature.jacobian import ntk_gram
-from ..linalg.inertia import inertia_from_eigenvalues
+from ..analysis import criticality_tolerance, is_perfect_fit
+from ..curvature._hessian import make_hvp_block
+from ..curvature._jacobian import ntk_gram
+from ..linalg._inertia import inertia_from_eigenvalues
 from ..linalg.rank import numerical_rank
 from ..problem import Problem
 

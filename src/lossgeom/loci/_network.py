@@ -23,7 +23,7 @@ from ..linalg.tolerances import CRITICAL_RTOL, eps
 from ..problem import Problem
 
 __all__ = [
-    "ActivationInfo", "Layer", "Layout", "generator", "hidden_activations", "network_layout",
+    "ActivationInfo", "Layer", "Layout", "hidden_activations", "network_layout",
     "optimal_constant",
 ]
 
@@ -225,20 +225,6 @@ def hidden_activations(layout: Layout, problem: Problem, theta: Tensor) -> list[
         raise ValueError("network_layout: the layer-by-layer forward pass does not reproduce the "
                          "model's outputs; the model is not a plain Linear/activation stack.")
     return out
-
-
-def generator(where: str, rng: torch.Generator | int | None) -> torch.Generator | None:
-    """A torch.Generator from ``rng``: None → torch's global RNG, int → a fresh seeded one.
-
-    Raises:
-        TypeError: For anything else.
-    """
-    if rng is None or isinstance(rng, torch.Generator):
-        return rng
-    if isinstance(rng, int) and not isinstance(rng, bool):
-        return torch.Generator().manual_seed(rng)
-    raise TypeError(f"{where}: rng must be a torch.Generator, an int seed or None, got "
-                    f"{type(rng).__name__}.")
 
 
 def optimal_constant(problem: Problem, where: str) -> Tensor:

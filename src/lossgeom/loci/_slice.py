@@ -22,14 +22,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import DEFAULT_MAX_BYTES, check_rtol
-from ..critical import analyze, is_perfect_fit
+from .._checks import DEFAULT_MAX_BYTES, check_rtol, generator
+from ..analysis import analyze, is_perfect_fit
 from ..errors import NotCriticalError
 from ..linalg.rank import null_space, numerical_rank
 from ..linalg.tolerances import default_rank_rtol
 from ..problem import Problem
 from ..report import Report, jsonable
-from ._network import Layout, generator, hidden_activations, network_layout
+from ._network import Layout, hidden_activations, network_layout
 
 __all__ = ["REGIMES", "SliceReport", "last_layer_slice", "width_regime"]
 

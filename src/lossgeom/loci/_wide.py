@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_rtol
-from ..critical import analyze
-from ..curvature.hessian import make_hvp_block
+from ..analysis import analyze
+from ..curvature._hessian import make_hvp_block
 from ..linalg.rank import null_space, numerical_rank
 from ..problem import Problem
 from ..report import Report, jsonable

@@ -3,7 +3,7 @@
 A TOML spec (``load``) expands into resolved run configs, each keyed by a hash of its canonical
 JSON; ``run`` executes the ones a SQLite database does not hold yet on a local process pool or a
 Dask cluster and stores every finished run in its own transaction; ``status`` and ``results``
-read the database. See ``spec``, ``run``, ``backends`` and ``store`` for the parts.
+read the database. See ``spec``, ``worker``, ``backends`` and ``store`` for the parts.
 
 Example:
     >>> import lossgeom.sweep as sweep
@@ -13,13 +13,11 @@ Example:
     (4, [3, 4, 1])
 """
 
-# NOTE: ``run`` names the function; importing ``.api`` first loads the submodule ``run`` (and
-# binds the package attribute once), so the later imports leave the function in place.
 from .api import SweepStatus, load, results, run, status
 from .backends import DaskBackend, LocalBackend
-from .run import run_one
 from .spec import SweepSpec, config_hash, spec_from_dict
 from .store import Store, load_arrays
+from .worker import run_one
 
 __all__ = [
     "DaskBackend",

@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..critical import Route
+from ..analysis import Route
 from ..datasets import SOURCES
-from ..locate import POLISH, TARGET_POINTS
 from ..losses import LOSS_NAMES, REDUCTIONS
 from ..models import ACTIVATIONS
+from ..reach import POLISH, TARGET_POINTS
 
 __all__ = ["AXIS_KEYS", "DEFAULTS", "DEFAULT_MAX_RUNS", "EXTRAS", "SECTIONS", "Where",
            "axis_values", "check_tables", "cross_check", "parse_head"]

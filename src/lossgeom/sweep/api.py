@@ -9,9 +9,9 @@ from typing import Any
 from .._checks import check_option
 from ..report import jsonable
 from .backends import BACKENDS, make_backend
-from .run import drive
 from .spec import SweepSpec, load, spec_from_dict
 from .store import Store, read_plan, read_records, read_statuses
+from .worker import drive
 
 __all__ = ["SweepStatus", "load", "results", "run", "status"]
 

@@ -27,8 +27,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .run import failed_record, run_one
 from .spec import config_hash
+from .worker import failed_record, run_one
 
 __all__ = ["BACKENDS", "DaskBackend", "LocalBackend", "default_workers", "make_backend"]
 

@@ -12,7 +12,7 @@ single list is one architecture)::
                                  hessian_rank_formula
 
 NOTE [canonical config]
-    A run's config is a flat dict: the problem keys of ``lossgeom.specs`` (widths, activation,
+    A run's config is a flat dict: the problem keys of ``lossgeom.problem_specs`` (widths, activation,
     bias, source, n, data_seed, seed, loss, reduction) and the analysis keys. Defaults are filled
     in; an option that does not apply is left out (``lr`` and ``polish`` exist only for
     target = "minimum", ``steps`` only where descent may run) and so is an extra that is off

@@ -25,20 +25,20 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..critical import analyze
+from ..analysis import analyze
 from ..curvature import hessian, jacobian
 from ..datasets import cube_split
 from ..linalg import numerical_rank
-from ..locate import find_critical_point, reach
 from ..problem import Problem
-from ..specs import DEFAULTS as PROBLEM_DEFAULTS
-from ..specs import problem_from_config
+from ..problem_specs import DEFAULTS as PROBLEM_DEFAULTS
+from ..problem_specs import problem_from_config
+from ..reach import find_critical_point, reach
 from .spec import config_hash
 
 __all__ = ["Backend", "drive", "failed_record", "run_one"]
 
 PROBLEM_KEYS = tuple(PROBLEM_DEFAULTS)
-"""Config keys that define the Problem (``lossgeom.specs.problem_from_config``)."""
+"""Config keys that define the Problem (``lossgeom.problem_specs.problem_from_config``)."""
 
 
 def _versions() -> dict[str, str]:

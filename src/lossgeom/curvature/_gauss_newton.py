@@ -13,8 +13,8 @@ from torch import Tensor
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
 from ..linalg.operators import CurvatureOperator
 from ..problem import Problem
-from .hessian import HvpMode, _second_order, dense_second_order
-from .jacobian import jacobian, make_jvp, make_vjp
+from ._hessian import HvpMode, _second_order, dense_second_order
+from ._jacobian import jacobian, make_jvp, make_vjp
 
 __all__ = [
     "gauss_newton", "gauss_newton_operator", "make_gauss_newton_product",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES
-from ..critical import analyze
+from ..analysis import analyze
 from ..errors import NotCriticalError
 from ..problem import Problem
 from ..report import jsonable

@@ -32,14 +32,13 @@ from enum import StrEnum
 import torch
 from torch import Tensor
 
-from ._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
-from .critical import DENSE_MAX_N, analyze, is_perfect_fit
-from .curvature.jacobian import jacobian, jacobian_operator, ntk_gram
-from .linalg.rank import RankDecision, null_space, numerical_rank, rank_from_gram
-from .linalg.tolerances import PERFECT_FIT_RTOL, default_rank_rtol
-from .loci._network import generator
-from .problem import Problem
-from .report import jsonable
+from .._checks import DEFAULT_MAX_BYTES, check_option, check_rtol, generator
+from ..analysis import DENSE_MAX_N, analyze, is_perfect_fit
+from ..curvature._jacobian import jacobian, jacobian_operator, ntk_gram
+from ..linalg.rank import RankDecision, null_space, numerical_rank, rank_from_gram
+from ..linalg.tolerances import PERFECT_FIT_RTOL, default_rank_rtol
+from ..problem import Problem
+from ..report import jsonable
 
 __all__ = ["ManifoldWalk", "WalkRoute", "WalkStep", "tangent_basis", "walk"]
 

@@ -10,9 +10,9 @@ from scipy.sparse.linalg import minres
 from torch import Tensor
 
 from ._checks import check_option
-from .critical import criticality_tolerance
-from .curvature.hessian import hessian, hessian_operator
-from .curvature.jacobian import jacobian, jacobian_blocks
+from .analysis import criticality_tolerance
+from .curvature._hessian import hessian, hessian_operator
+from .curvature._jacobian import jacobian, jacobian_blocks
 from .errors import NotCriticalError
 from .linalg.tolerances import eps
 from .problem import Problem
@@ -25,7 +25,7 @@ TARGETS = ("minimum", "any")
 
 def gradient_scale(problem: Problem, theta: Tensor, iterations: int = 30) -> float:
     """The criticality scale of ``analyze`` at θ, with σ_max(J) from power iteration on JᵀJ."""
-    from .curvature.jacobian import make_jvp, make_vjp
+    from .curvature._jacobian import make_jvp, make_vjp
 
     jv, vj = make_jvp(problem, theta), make_vjp(problem, theta)
     v = torch.randn(problem.n_params, generator=torch.Generator().manual_seed(0), dtype=theta.dtype)
@@ -271,7 +271,7 @@ def reach(problem: Problem, target: str = "global_minimum", theta: Tensor | None
         NotCriticalError: If the requested point could not be reached (the message says why).
         ValueError: For an unknown target.
     """
-    from .critical import is_perfect_fit
+    from .analysis import is_perfect_fit
 
     where = "reach(problem, target)"
     check_option(where, "target", target, TARGET_POINTS)

@@ -70,7 +70,7 @@ def problem_from_config(config: dict[str, Any]) -> Problem:
         ValueError: For inconsistent widths and data, or invalid options.
 
     Example:
-        >>> from lossgeom.specs import problem_from_config
+        >>> from lossgeom.problem_specs import problem_from_config
         >>> problem_from_config({"widths": [3, 4, 1], "source": "cube"}).n_params
         21
     """

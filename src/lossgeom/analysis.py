@@ -34,9 +34,9 @@ from torch import Tensor
 
 from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option, check_rtol
 from ._timing import stage
-from .curvature.hessian import dense_second_order, hessian_operator
-from .curvature.jacobian import gram_rank, jacobian
-from .linalg.inertia import Inertia, inertia_from_eigenvalues
+from .curvature._hessian import dense_second_order, hessian_operator
+from .curvature._jacobian import gram_rank, jacobian
+from .linalg._inertia import Inertia, inertia_from_eigenvalues
 from .linalg.rank import RankDecision, numerical_rank
 from .linalg.spectrum import extreme_eigenpairs
 from .linalg.tolerances import CRITICAL_RTOL, PERFECT_FIT_RTOL, eps
