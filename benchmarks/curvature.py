@@ -211,7 +211,7 @@ def main(quick: bool, skip_hvp: bool = False) -> None:
         r = lg.analyze(problem, theta)
         dt = time.perf_counter() - t0
         row(f"{w1}×{w2}", str(dtype).removeprefix("torch."), problem.n_params, 10 * n,
-            f"{dt:.1f}", r.jacobian["method"], r.hessian.method, r.kind)
+            f"{dt:.1f}", r.jacobian.method, r.hessian.method, r.kind)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,13 @@ CALLS = {
                                                                polish="gauss_newton")[0],
     "fit_last_layer": lambda p, t: lg.fit_last_layer(p, t),
     "information_loss": lambda p, t: lg.information_loss(p, t),
+    "linearize": lambda p, t: lg.linearize(p, t).decision,
 }
 # names checked elsewhere in this file (constructors, matrix-level functions, types)
 OTHER = {"Problem", "mlp", "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
          "Report", "InfoLossReport", "DenseTooLargeError", "NotCriticalError",
-         "UnsafeCheckpointError"}
+         "UnsafeCheckpointError", "Linearization", "Kind", "Criticality", "PerfectFit",
+         "RankIdentity", "Certificate"}
 SUBMODULES = {"loci", "flows", "linear", "sweep", "manifold"}
 
 

@@ -11,8 +11,8 @@ LAYERS = {
     "foundation": 0, "problem": 1, "linalg": 2, "curvature": 3, "analyses": 4, "frontends": 5,
     "cli": 6,
 }
-FOUNDATION = {"errors", "_checks", "_timing"}
-PROBLEM = {"models", "losses", "problem", "datasets", "problem_specs"}
+FOUNDATION = {"errors", "_checks", "_timing", "_moved", "tolerances", "results"}
+PROBLEM = {"models", "losses", "problem", "datasets", "problem_specs", "layers"}
 ANALYSES = {"analysis", "reach", "report", "info_loss", "loci", "manifold", "flows", "linear"}
 FRONTENDS = {"plots", "demo", "sweep"}
 FORBIDDEN_BELOW_FRONTENDS = {"typer", "rich", "matplotlib"}

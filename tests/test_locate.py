@@ -15,7 +15,7 @@ from cases import (
 from oracles import reference_hessian
 
 import lossgeom as lg
-from lossgeom.analysis import criticality_tolerance, is_perfect_fit
+from lossgeom.analysis import criticality, perfect_fit
 from lossgeom.reach import reach
 
 F64 = torch.float64
@@ -24,7 +24,7 @@ F64 = torch.float64
 def _tol_scale(problem, theta):
     x = problem.output_fn(theta).detach()
     smax = float(torch.linalg.matrix_norm(lg.jacobian(problem, theta), ord=2))
-    return criticality_tolerance(problem, x, smax)[1]
+    return criticality(problem, theta, x, 0.0, smax).scale
 
 
 @pytest.mark.parametrize("widths, bias", [([3, 6, 1], False), ([2, 5, 1], True),
@@ -39,7 +39,7 @@ def test_fit_last_layer_gives_a_perfect_mse_fit(widths, bias):
     assert float(problem.loss(theta)) < 1e-20
     n_last = sum(problem.param_numels[-2:] if bias is not False else problem.param_numels[-1:])
     assert torch.equal(theta[:-n_last], theta0[:-n_last])     # only the output layer moved
-    assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
+    assert perfect_fit(problem, problem.outputs(theta)).holds
 
 
 def test_fit_last_layer_softmax_soft_labels():
@@ -130,6 +130,6 @@ def test_reach_targets():
     problem = lg.Problem(lg.mlp([2, 4, 1], generator=gen(52)), X, Y)
     assert torch.equal(reach(problem, "as_is"), problem.theta)
     theta = reach(problem, "global_minimum")
-    assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
+    assert perfect_fit(problem, problem.outputs(theta)).holds
     with pytest.raises(ValueError, match="'global_minimum', 'minimum', 'as_is'"):
         reach(problem, "saddle")

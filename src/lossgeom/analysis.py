@@ -1,49 +1,76 @@
 """analyze: criticality test, rank of J, Gauss–Newton and Hessian spectra, classification → Report.
 
-Routes (recorded in the Report):
+Every number is decided by a route recorded in the Report; docs/routes.md explains each one.
 
-* rank J — ``svd`` of the dense J when n·k ≥ N; else ``gram``: eigenvalues of K = J Jᵀ
-  (n·k × n·k), with values near the Gram floor re-measured (``gram+svd``) by an SVD of J when J
-  fits in memory, else of Jᵀ U₀ projected off the trusted directions (``rank_from_gram``).
-* Gauss–Newton G = Jᵀ W J (W = ∇²ₓC): its nonzero eigenvalues are those of M = Σ Uᵀ W U Σ
-  (p × p, p = min(n·k, N)) from J = U Σ Vᵀ; the other N − p eigenvalues are zero.
-* Hessian — ``dense``: H from blocks of HVPs and ``eigvalsh`` (N ≤ ``dense_max_n`` and within
-  ``max_bytes``); ``gauss_newton``: at a perfect fit where ∇ₓC = 0 the residual term vanishes and
-  H = G exactly; ``lanczos``: the 10 largest and smallest eigenvalues by ``eigsh`` on the HVP
-  operator, inertia counts left null (undecided).
+* rank J — the ``Linearization`` of θ (``curvature.linearization``): an SVD of J when n·k ≥ N or
+  J is ill-conditioned and fits, else the Gram route K = J Jᵀ with its floor and SVD refinement.
+* Gauss–Newton G = Jᵀ W J (W = ∇²ₓC ⪰ 0 for the built-in losses): its nonzero eigenvalues are the
+  squared singular values of W^½ J, so its rank is decided on singular values, never on the
+  squared ones. A custom loss whose W is not positive semidefinite falls back to the eigenvalues
+  of Σ Uᵀ W U Σ from J = U Σ Vᵀ.
+* Hessian (``hessian=``) — ``gram`` (method "gauss_newton"): at a critical perfect fit where
+  ∇ₓC = 0 the residual term vanishes and H = G exactly, certified by the singular values of
+  W^½ J; ``dense``: H from blocks of HVPs and ``eigvalsh``; ``lanczos``: the 10 largest and
+  smallest eigenvalues by ``eigsh`` on the HVP operator, counts left null unless every eigenvalue
+  has one sign.
 
-Criticality test: θ is critical when ‖∇L‖ ≤ rtol_c · σ_max(J) · max(‖∇ₓC(x)‖, ‖∇ₓC(x_ref)‖),
-rtol_c = max(1e-8, 1e3·eps(dtype)). Since ∇L = Jᵀ∇ₓC, the product σ_max(J)·‖∇ₓC‖ bounds ‖∇L‖;
-x_ref (zero outputs for mse and logits, 1/2 for bce, 1/k for ce_prob) sets the scale where the fit
-is perfect and ∇ₓC vanishes.
+Criticality (``criticality``): ‖∇L‖ ≤ tol = max(rtol_c · scale, floor) with scale = σ_max(J) ·
+max(‖∇ₓC(x)‖, ‖∇ₓC(x_ref)‖), rtol_c = max(1e-8, 1e3·eps(dtype)). Since ∇L = Jᵀ∇ₓC,
+σ_max(J)·‖∇ₓC‖ bounds ‖∇L‖; x_ref (zero outputs for mse and logits, 1/2 for bce, 1/k for ce_prob)
+sets the scale where the fit is perfect and ∇ₓC vanishes. The floor, ``CRITICAL_FLOOR_EPS``·eps ·
+σ_max(J)² · ‖∇²ₓC‖₂ · ‖θ‖, bounds the gradient that round-off in the outputs (relative to the output
+scale σ_max(J)·‖θ‖ the parameters produce) can cause; it matters only when outputs and targets
+vanish together, where the first term vanishes with them.
 
-Classification (``kind``): noncritical if the test fails; global_minimum if critical, the outputs
-minimize C (perfect fit) and C is convex in x; otherwise by the Hessian's signs: all positive →
-strict_local_minimum; some negative and none zero or positive → strict_local_maximum; some
-negative otherwise → strict_saddle (negative curvature rules out a minimum); no negative, some zero
-→ degenerate.
+Classification (``classify``): noncritical if the test fails; global_minimum if critical, the
+outputs minimize C (perfect fit) and C is convex in x; otherwise by the Hessian's signs: all
+positive → strict_local_minimum; some negative and none zero or positive → strict_local_maximum;
+some negative otherwise → strict_saddle; no negative and some zero → nonstrict_local_minimum when
+the kernel probe certifies a manifold of critical points tangent to ker H (Morse–Bott), else
+degenerate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from enum import StrEnum
 
 import torch
 from torch import Tensor
 
-from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option, check_rtol
+from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_finite, check_option, check_rtol
 from ._timing import stage
 from .curvature._hessian import dense_second_order, hessian_operator
-from .curvature._jacobian import gram_rank, jacobian
-from .linalg._inertia import Inertia, inertia_from_eigenvalues
-from .linalg.rank import RankDecision, numerical_rank
+from .curvature.linearization import Linearization, Route, linearize
+from .linalg._inertia import inertia_from_eigenvalues
+from .linalg.rank import numerical_rank
 from .linalg.spectrum import extreme_eigenpairs
-from .linalg.tolerances import CRITICAL_RTOL, PERFECT_FIT_RTOL, eps
 from .problem import Problem
-from .report import HessianSummary, Report
+from .report import GaussNewtonSummary, HessianSummary, Report
+from .results import (
+    Certificate,
+    Criticality,
+    Inertia,
+    Kind,
+    PerfectFit,
+    RankDecision,
+    RankIdentity,
+)
+from .tolerances import (
+    CRITICAL_FLOOR_EPS,
+    CRITICAL_RTOL,
+    KERNEL_PROBE_DIRECTIONS,
+    KERNEL_PROBE_STEPS,
+    PERFECT_FIT_RTOL,
+    default_inertia_rtol,
+    eps,
+)
 
-__all__ = ["DENSE_MAX_N", "Route", "analyze", "criticality_tolerance", "is_perfect_fit"]
+__all__ = [
+    "DENSE_MAX_N", "HessianRoute", "Method", "analyze", "classify", "criticality",
+    "perfect_fit",
+]
 
 DENSE_MAX_N = 4000
 """Largest N for which ``analyze(method="auto")`` builds the dense Hessian (eigvalsh ≈ 6 s here)."""
@@ -57,14 +84,14 @@ converged and reports ``decided=False``. The bottom pairs are computed on H + λ
 accuracy is relative to ‖H‖ rather than to the tiny |λ| of a cluster near zero."""
 
 
-class Route(StrEnum):
+class Method(StrEnum):
     """Which algorithms ``analyze`` may use.
 
     AUTO: pick by cost: dense matrices while they are cheap, operators beyond.
     DENSE: dense J (SVD) and dense H (eigvalsh); refuses above ``max_bytes``. Most certain:
         full spectra, every count decided by its gap.
-    OPERATOR: Gram matrix for rank J, Gauss–Newton identity at a perfect fit, Lanczos otherwise;
-        feasible at large N, but inertia counts away from a perfect fit stay undecided.
+    OPERATOR: Gram matrix for rank J, the Gauss–Newton identity at a perfect fit, iterative
+        eigensolvers otherwise; feasible at large N.
     """
 
     AUTO = "auto"
@@ -72,45 +99,183 @@ class Route(StrEnum):
     OPERATOR = "operator"
 
 
-def criticality_tolerance(problem: Problem, x: Tensor, sigma_max: float) -> tuple[float, float, float]:
-    """(tol, scale, rtol) of the criticality test ‖∇L‖ ≤ tol (see the module docstring)."""
+class HessianRoute(StrEnum):
+    """How ``analyze`` decides the Hessian's rank and inertia.
+
+    AUTO: gram at a critical perfect fit whose residual term vanishes; dense while N is small;
+        the iterative route beyond.
+    DENSE: the assembled N × N matrix and ``eigvalsh``: every eigenvalue, O(N³).
+    GRAM: H = Jᵀ ∇²ₓC J at a perfect fit, decided on the singular values of (∇²ₓC)^½ J.
+    LANCZOS: extreme eigenpairs by ``eigsh`` on HVPs; counts only where every eigenvalue has one
+        sign.
+    NONE: skip the Hessian.
+    """
+
+    AUTO = "auto"
+    DENSE = "dense"
+    GRAM = "gram"
+    LANCZOS = "lanczos"
+    NONE = "none"
+
+
+def criticality(problem: Problem, theta: Tensor, x: Tensor, grad_norm: float, sigma_max: float
+                ) -> Criticality:
+    """The criticality test of the module docstring at θ with outputs x (n, k).
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> X = torch.tensor([[1., 0.], [1., 1.]], dtype=torch.float64)
+        >>> p = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, torch.zeros(2, 1))
+        >>> criticality(p, torch.zeros(2, dtype=torch.float64), torch.zeros(2, 1), 0.0, 1.6).critical
+        True
+    """
     lf, y = problem.loss_fn, problem.targets
     g_here = float(torch.linalg.norm(lf.output_grad(x, y)))
     g_ref = float(torch.linalg.norm(lf.output_grad(lf.reference_outputs(y), y)))
     scale = sigma_max * max(g_here, g_ref)
     rtol = max(CRITICAL_RTOL, 1e3 * eps(problem.dtype))
-    return rtol * scale, scale, rtol
+    floor = (CRITICAL_FLOOR_EPS * eps(problem.dtype) * sigma_max**2
+             * _output_hessian_norm(problem, x) * float(torch.linalg.norm(theta)))
+    tol = max(rtol * scale, floor)
+    return Criticality(grad_norm, tol, scale, rtol, grad_norm <= tol, floor)
 
 
-def is_perfect_fit(problem: Problem, x: Tensor) -> dict:
-    """{max_residual, tol, holds}: max |fit residual| ≤ tol = rtol·max(1, max|y|)."""
+def _output_hessian_norm(problem: Problem, x: Tensor) -> float:
+    """‖∇²ₓC‖₂ at x: the largest block norm, or power iteration for a custom loss."""
+    lf, y = problem.loss_fn, problem.targets
+    blocks = lf.output_hessian_blocks(x, y)
+    if blocks is not None:
+        return float(torch.linalg.matrix_norm(blocks, ord=2).max()) if blocks.numel() else 0.0
+    u = torch.ones_like(x) / math.sqrt(x.numel())
+    norm = 0.0
+    for _ in range(20):
+        w = lf.output_hvp(x, y, u)
+        norm = float(torch.linalg.norm(w))
+        if norm == 0.0:
+            break
+        u = w / norm
+    return norm
+
+
+def perfect_fit(problem: Problem, x: Tensor) -> PerfectFit:
+    """Whether the outputs x (n, k) minimize C: max |fit residual| ≤ rtol·max(1, max|y|).
+
+    Example:
+        >>> import torch, lossgeom as lg
+        >>> p = lg.Problem(torch.nn.Linear(1, 1).double(), torch.ones(2, 1), torch.ones(2, 1))
+        >>> perfect_fit(p, torch.ones(2, 1, dtype=torch.float64)).holds
+        True
+    """
     r = problem.loss_fn.fit_residual(x, problem.targets)
     max_res = float(r.abs().max())
     rtol = max(PERFECT_FIT_RTOL, 100 * eps(problem.dtype))
     tol = rtol * max(1.0, float(problem.targets.abs().max()))
-    return {"max_residual": max_res, "tol": tol, "holds": max_res <= tol}
+    return PerfectFit(max_res, tol, max_res <= tol)
 
 
-def _apply_output_hessian(problem: Problem, x: Tensor, B: Tensor) -> Tensor:
-    """W B for W = ∇²ₓC (m × m, m = n·k) and B (m, p), using the per-sample blocks if known."""
+def classify(critical: bool, minimizes_c: bool, inertia: Inertia | None, *,
+             extremes: tuple[float, float, float] | None = None,
+             manifold_of_minima: str | None = None) -> tuple[Kind, str]:
+    """The kind of a point from its criticality, fit and Hessian counts (module docstring).
+
+    Args:
+        critical: The criticality test passed.
+        minimizes_c: The outputs minimize C and C is convex in x.
+        inertia: Hessian counts; entries may be None (undecided).
+        extremes: (λ_min, λ_max, tol) when only extreme eigenvalues are known.
+        manifold_of_minima: The kernel probe's certificate that the zero eigenvectors are tangent
+            to a manifold of critical points ("" or None when absent or failed).
+
+    Returns:
+        (kind, reason).
+
+    Example:
+        >>> from lossgeom.results import Inertia
+        >>> classify(True, False, Inertia(3, 1, 0, 1e-12, float("inf")))[0]
+        <Kind.STRICT_SADDLE: 'strict_saddle'>
+    """
+    if not critical:
+        return Kind.NONCRITICAL, "‖∇L‖ exceeds the criticality tolerance"
+    if minimizes_c:
+        return Kind.GLOBAL_MINIMUM, "critical, the outputs minimize C, and C is convex in x"
+    if inertia is not None and inertia.positive is not None:
+        pos, neg, zero = inertia.as_list()
+    elif extremes is not None:  # signs of λ_min and λ_max, zero if either lies within tol
+        lo, hi, tol = extremes
+        neg, pos = int(lo < -tol), int(hi > tol)
+        zero = int(abs(lo) <= tol or abs(hi) <= tol)
+    else:
+        return Kind.DEGENERATE, ("the extreme eigenvalues were not found: the second-order test "
+                                 "is inconclusive")
+    if neg == 0 and zero == 0:
+        return Kind.STRICT_LOCAL_MINIMUM, "every Hessian eigenvalue is positive"
+    if neg > 0 and pos == 0 and zero == 0:
+        return Kind.STRICT_LOCAL_MAXIMUM, "every Hessian eigenvalue is negative"
+    if neg > 0:
+        why = "negative and positive eigenvalues" if pos else "negative and zero eigenvalues only"
+        return Kind.STRICT_SADDLE, f"{why}: a direction of negative curvature rules out a minimum"
+    if manifold_of_minima:
+        return Kind.NONSTRICT_LOCAL_MINIMUM, manifold_of_minima
+    return Kind.DEGENERATE, ("no negative eigenvalue but some zero: the second-order test is "
+                             "inconclusive")
+
+
+def _output_hessian_root(problem: Problem, x: Tensor) -> tuple[Tensor, float | None] | None:
+    """(W^½ blocks (n, k, k), c if W = c·I else None) for W = ∇²ₓC ⪰ 0; None if W is indefinite."""
     lf, y = problem.loss_fn, problem.targets
     blocks = lf.output_hessian_blocks(x, y)
     n, k = x.shape
-    if blocks is not None:
-        return torch.einsum("nij,njp->nip", blocks, B.reshape(n, k, -1)).reshape(n * k, -1)
-    return lf.output_hessian(x, y) @ B
+    if blocks is None:  # a custom loss: its dense W, split into per-sample blocks if it is one
+        W = lf.output_hessian(x, y).to(torch.float64)
+        mask = torch.block_diag(*torch.ones(n, k, k, dtype=torch.bool))
+        if bool(W[~mask].abs().max() > 0) if n > 1 else False:
+            return None
+        blocks = torch.stack([W[i * k:(i + 1) * k, i * k:(i + 1) * k] for i in range(n)])
+    blocks = 0.5 * (blocks + blocks.transpose(1, 2)).to(torch.float64)
+    lam, Q = torch.linalg.eigh(blocks)
+    # eigenvalues at the round-off of their block are zero: √ would lift eps·|λ|max to √eps
+    cut = max(1, k) * eps(torch.float64) * lam.abs().amax(dim=1, keepdim=True)
+    if bool((lam < -cut).any()):
+        return None
+    root = (Q * torch.where(lam > cut, lam, 0.0).sqrt()[:, None, :]) @ Q.transpose(1, 2)
+    diag = torch.diagonal(blocks, dim1=1, dim2=2)
+    c = float(diag.flatten()[0]) if diag.numel() else 0.0
+    scalar = bool(torch.equal(blocks, c * torch.eye(k, dtype=blocks.dtype).expand(n, k, k)))
+    return root, (c if scalar else None)
 
 
-def _rank_dict(d: RankDecision) -> dict:
-    return {"rank": d.rank, "tol": d.tol, "gap": d.gap, "method": d.method, "decided": d.decided,
-            "sigma_max": d.sigma_max, "sigma_r": d.sigma_r, "sigma_next": d.sigma_next,
-            "rtol": d.rtol, "reason": d.reason}
+def _gauss_newton(problem: Problem, lin: Linearization, x: Tensor, rtol: float | None
+                  ) -> tuple[GaussNewtonSummary, Tensor, bool]:
+    """G's summary, its eigenvalues (N,), and whether they came from singular values of W^½ J.
 
-
-def _spectral_rank_dict(inert: Inertia, method: str) -> dict:
-    return {"rank": inert.positive + inert.negative, "tol": inert.tol, "gap": inert.gap,
-            "decided": inert.decided, "method": method,
-            "inertia": inert.as_list()}
+    The eigenvalue tolerance is rtol_λ·λ_max (rtol_λ = rtol or N·eps), applied as √rtol_λ to the
+    singular values of W^½ J, so the cut is the dense route's while no number is squared before
+    it is cut.
+    """
+    N, dtype = problem.n_params, problem.dtype
+    m = problem.n_samples * problem.n_outputs
+    rtol_lam = rtol if rtol is not None else default_inertia_rtol(N, dtype)
+    root = _output_hessian_root(problem, x)
+    if root is not None:
+        B, c = root
+        if c is not None and lin.route in ("svd", "gram+svd"):
+            S = lin.singular_values * math.sqrt(c)
+            d = dataclasses.replace(numerical_rank(S, math.sqrt(rtol_lam), shape=(m, N),
+                                                   dtype=dtype), method=lin.route)
+        else:
+            d, S = lin.scaled_decision(B, math.sqrt(rtol_lam))
+        lam = torch.sort(torch.cat([S**2, S.new_zeros(max(0, N - S.numel()))])).values[-N:]
+        inert = Inertia(d.rank, 0, N - d.rank, d.tol**2,
+                        (d.gap**2 if math.isfinite(d.gap) else math.inf), rtol_lam, d.decided)
+        return GaussNewtonSummary(d.rank, inert.tol, inert.gap, d.decided, d.method, inert), lam, True
+    W, S = lin.left_factors()
+    US = W * S
+    M = US.T @ (problem.loss_fn.output_hessian(x, problem.targets).to(torch.float64) @ US)
+    lam = torch.linalg.eigvalsh(0.5 * (M + M.T))
+    lam = torch.sort(torch.cat([lam, lam.new_zeros(max(0, N - lam.numel()))])).values
+    inert = inertia_from_eigenvalues(lam, rtol, dtype=dtype, n=N)
+    return (GaussNewtonSummary(inert.rank, inert.tol, inert.gap, inert.decided, "eigenvalues",
+                               inert), lam, False)
 
 
 def _extremes(lam: Tensor) -> tuple[list[float], list[float]]:
@@ -118,25 +283,15 @@ def _extremes(lam: Tensor) -> tuple[list[float], list[float]]:
     return lam.flip(0)[:N_EXTREME].tolist(), lam[:N_EXTREME].tolist()
 
 
-def _summary_from_eigenvalues(lam: Tensor, rtol, dtype, n_params: int, method: str,
-                              asymmetry: float = 0.0) -> tuple[HessianSummary, Inertia]:
-    inert = inertia_from_eigenvalues(lam, rtol, dtype=dtype, n=n_params, asymmetry=asymmetry)
+def _summary(lam: Tensor, inert: Inertia, method: str, certificate: Certificate, *,
+             spectrum: bool = True, reason: str = "") -> HessianSummary:
     top, bottom = _extremes(lam)
-    summary = HessianSummary(
-        rank=inert.positive + inert.negative, tol=inert.tol, gap=inert.gap,
-        inertia=inert.as_list(), method=method, decided=inert.decided,
-        top_eigenvalues=top, bottom_eigenvalues=bottom, asymmetry=asymmetry, rtol=inert.rtol,
-        spectrum=torch.sort(lam).values.tolist(),
-    )
-    return summary, inert
-
-
-def _dense_hessian_eigenvalues(problem: Problem, theta: Tensor) -> tuple[Tensor, float]:
-    """Eigenvalues of the dense Hessian (ascending) and the assembled matrix's asymmetry."""
-    H = dense_second_order(problem.loss_at, theta)
-    norm = float(torch.linalg.norm(H))
-    asym = float(torch.linalg.norm(H - H.T)) / norm if norm > 0 else 0.0
-    return torch.linalg.eigvalsh(0.5 * (H + H.T)), asym
+    return HessianSummary(
+        rank=inert.rank, tol=inert.tol, gap=inert.gap, inertia=inert, method=method,
+        decided=inert.decided, top_eigenvalues=top, bottom_eigenvalues=bottom,
+        asymmetry=inert.asymmetry, rtol=inert.rtol, certificate=certificate,
+        spectrum=torch.sort(lam).values.tolist() if spectrum else None,
+        reason=reason if not inert.decided else "")
 
 
 def analyze(
@@ -147,24 +302,26 @@ def analyze(
     rtol: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     dense_max_n: int = DENSE_MAX_N,
+    hessian: str = "auto",
 ) -> Report:
     """Certified local geometry of L at θ: criticality, rank J, G and H spectra, kind.
 
     Args:
         problem: The model, data and loss.
         theta: Flat parameters (N,); default ``problem.theta``.
-        method: "auto", "dense" or "operator" (see ``Route``).
+        method: "auto", "dense" or "operator" (see ``Method``).
         rtol: Relative tolerance for every rank and inertia decision (J, G, H); default the rule
-            of ``linalg.tolerances`` for each (max(m, n)·eps for J, N·eps for G and H).
+            of ``lossgeom.tolerances`` for each (max(m, n)·eps for J, N·eps for H).
         max_bytes: Memory budget of any dense matrix.
         dense_max_n: Largest N for the dense Hessian under method="auto".
+        hessian: "auto", "dense", "gram", "lanczos" or "none" (see ``HessianRoute``).
 
     Returns:
         A Report; see ``lossgeom.report`` for every field.
 
     Raises:
         ValueError: For an unknown method, θ of the wrong length or non-finite θ, outputs or
-            loss, or rtol outside (0, 1).
+            loss, rtol outside (0, 1), or hessian="gram" away from a critical perfect fit.
         DenseTooLargeError: With method="dense" when J or H exceeds ``max_bytes``.
 
     Example:
@@ -172,81 +329,161 @@ def analyze(
         >>> X = torch.tensor([[1., 0.], [1., 1.], [0., 2.]], dtype=torch.float64)
         >>> p = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, torch.zeros(3, 1))
         >>> r = lg.analyze(p, torch.zeros(2, dtype=torch.float64))
-        >>> r.kind, r.hessian.inertia, r.behavior_manifold_dim
-        ('global_minimum', [2, 0, 0], 0)
+        >>> r.kind, r.hessian.inertia.as_list(), r.behavior_manifold_dim
+        (<Kind.GLOBAL_MINIMUM: 'global_minimum'>, [2, 0, 0], 0)
     """
     where = "analyze(problem, theta)"
-    route = Route(check_option(where, "method", method, [r.value for r in Route]))
+    method_ = Method(check_option(where, "method", method, [m.value for m in Method]))
+    route_h = HessianRoute(check_option(where, "hessian", hessian, [h.value for h in HessianRoute]))
     check_rtol(where, rtol)
     theta = problem.check_theta(where, theta)
     timings: dict[str, float] = {}
     N, n, k = problem.n_params, problem.n_samples, problem.n_outputs
-    m, dtype, lf = n * k, problem.dtype, problem.loss_fn
+    dtype, lf = problem.dtype, problem.loss_fn
+    routes: list[str] = []
 
     with stage(timings, "gradient"):
-        x = problem.outputs(theta)
-        loss = float(problem.loss(theta))
-        g = problem.grad(theta)
+        lin = linearize(problem, theta, rtol=rtol, max_bytes=max_bytes, where=where,
+                        validate=False,
+                        route={Method.AUTO: Route.AUTO, Method.DENSE: Route.SVD,
+                               Method.OPERATOR: Route.GRAM}[method_])
+        x = lin.outputs
+        loss_t = problem.loss_at(theta).detach()
+        check_finite(where, "loss", loss_t, "θ is outside the loss's finite range.")
+        g = torch.func.grad(problem.loss_at)(theta)
+        check_finite(where, "gradient", g, "θ is outside the loss's finite range.")
         gx = lf.output_grad(x, problem.targets)
         grad_norm, output_grad_norm = float(torch.linalg.norm(g)), float(torch.linalg.norm(gx))
 
-    # -- rank of J and a factorisation J = U Σ Vᵀ (U, Σ only) for the Gauss–Newton spectrum -----
     with stage(timings, "jacobian"):
-        if route is Route.DENSE or (route is Route.AUTO and m >= N):
-            J = jacobian(problem, theta, max_bytes=max_bytes)
-            U, S, _ = torch.linalg.svd(J, full_matrices=False)
-            jac = numerical_rank(S, rtol, shape=(m, N), dtype=dtype)
-            jac = RankDecision(**{**jac.to_dict(), "method": "svd"})
-        else:
-            jac, (lam, U) = gram_rank(problem, theta, rtol, max_bytes=max_bytes)
-            keep = min(m, N)  # K has at most N nonzero eigenvalues
-            lam, U = lam[m - keep:], U[:, m - keep:]
-            S = lam.clamp_min(0).sqrt()
+        jac = lin.decision
 
     with stage(timings, "gauss_newton"):
-        US = U * S
-        M = US.T @ _apply_output_hessian(problem, x, US)
-        lam_g = torch.linalg.eigvalsh(0.5 * (M + M.T))
-        lam_g = torch.cat([lam_g, lam_g.new_zeros(N - lam_g.numel())])
-        g_inert = inertia_from_eigenvalues(lam_g, rtol, dtype=dtype, n=N)
-        gn = _spectral_rank_dict(g_inert, "svd" if jac.method == "svd" else "gram")
+        gn, lam_g, gn_from_roots = _gauss_newton(problem, lin, x, rtol)
 
-    # -- criticality and fit ----------------------------------------------------------------------
-    crit_tol, scale, crit_rtol = criticality_tolerance(problem, x, jac.sigma_max)
-    critical = grad_norm <= crit_tol
-    fit = is_perfect_fit(problem, x)
-    gn_identity = fit["holds"] and lf.residual_vanishes_at_fit and critical
+    crit = criticality(problem, theta, x, grad_norm, jac.sigma_max)
+    fit = perfect_fit(problem, x)
+    h_equals_g = fit.holds and lf.residual_vanishes_at_fit and crit.critical
 
-    # -- Hessian ----------------------------------------------------------------------------------
     with stage(timings, "hessian"):
         dense_ok = N <= dense_max_n and 8 * N * N <= max_bytes
-        if route is Route.DENSE or (route is Route.AUTO and dense_ok):
-            if route is Route.DENSE:
-                check_dense_budget(where, "Hessian", (N, N), max_bytes,
-                                   "Use analyze(..., method=\"operator\") or hessian_operator.")
-            lam_h, asym = _dense_hessian_eigenvalues(problem, theta)
-            hess, h_inert = _summary_from_eigenvalues(lam_h, rtol, dtype, N, "dense", asym)
-        elif gn_identity:
-            hess, h_inert = _summary_from_eigenvalues(lam_g, rtol, dtype, N, "gauss_newton")
-        else:
-            hess, h_inert = _lanczos_summary(problem, theta, rtol)
+        if route_h is HessianRoute.AUTO:
+            if h_equals_g and gn_from_roots and method_ is not Method.DENSE:
+                route_h = HessianRoute.GRAM
+            elif method_ is Method.DENSE or (method_ is Method.AUTO and dense_ok):
+                route_h = HessianRoute.DENSE
+            else:
+                route_h = HessianRoute.LANCZOS
+        hess, kernel = None, None
+        if route_h is HessianRoute.GRAM:
+            if not (h_equals_g and gn_from_roots):
+                raise ValueError(f"{where}: hessian=\"gram\" needs a critical perfect fit with a "
+                                 "loss whose residual term vanishes there (mse, bce, softmax_ce) "
+                                 "and a positive semidefinite ∇²ₓC; use hessian=\"dense\" or "
+                                 "\"auto\".")
+            hess = _summary(lam_g, gn.inertia, "gauss_newton", Certificate("gram"),
+                            spectrum=lam_g.numel() <= DENSE_MAX_N * 10)
+        elif route_h is HessianRoute.DENSE:
+            check_dense_budget(where, "Hessian", (N, N), max_bytes,
+                               "Use analyze(..., hessian=\"lanczos\") or hessian_operator.")
+            hess, kernel = _dense_summary(problem, theta, rtol)
+        elif route_h is HessianRoute.LANCZOS:
+            hess = _lanczos_summary(problem, theta, rtol)
 
-    kind, kind_reason = _classify(critical, fit["holds"] and lf.is_convex, hess, h_inert)
-    rank_identity = _rank_identity(problem, fit["holds"], jac, hess)
+    manifold = ""
+    if (hess is not None and kernel is not None and crit.critical and not fit.holds
+            and hess.inertia.negative == 0 and (hess.inertia.zero or 0) > 0 and hess.decided):
+        with stage(timings, "kernel_probe"):
+            manifold = _kernel_probe(problem, theta, kernel, crit, routes)
+    extremes = None
+    if hess is not None and hess.inertia.positive is None and hess.top_eigenvalues \
+            and hess.bottom_eigenvalues:
+        extremes = (hess.bottom_eigenvalues[0], hess.top_eigenvalues[0], hess.tol)
+    kind, kind_reason = classify(crit.critical, fit.holds and lf.is_convex,
+                                 hess.inertia if hess is not None else None, extremes=extremes,
+                                 manifold_of_minima=manifold)
+    if hess is None and not (kind is Kind.NONCRITICAL or kind is Kind.GLOBAL_MINIMUM):
+        kind, kind_reason = Kind.DEGENERATE, "hessian=\"none\": the second-order test was skipped"
+    model_dtype = str(getattr(problem, "model_dtype", dtype)).removeprefix("torch.")
+    if model_dtype != str(dtype).removeprefix("torch."):
+        routes.append(f"the model's parameters are {model_dtype}; every product ran in "
+                      f"{str(dtype).removeprefix('torch.')} on a copy")
     return Report(
-        n_params=N, n_samples=n, n_outputs=k, loss=loss, grad_norm=grad_norm,
-        output_grad_norm=output_grad_norm,
-        criticality={"grad_norm": grad_norm, "tol": crit_tol, "scale": scale, "rtol": crit_rtol,
-                     "critical": critical},
-        perfect_fit=fit, jacobian=_rank_dict(jac), gauss_newton=gn, hessian=hess,
-        behavior_manifold_dim=N - jac.rank, kind=kind, kind_reason=kind_reason,
-        rank_identity=rank_identity, dtype=str(dtype).removeprefix("torch."),
-        loss_name=lf.name, reduction=lf.reduction, timings=timings,
+        n_params=N, n_samples=n, n_outputs=k, loss=float(loss_t), grad_norm=grad_norm,
+        output_grad_norm=output_grad_norm, criticality=crit, perfect_fit=fit, jacobian=jac,
+        gauss_newton=gn, hessian=hess, behavior_manifold_dim=N - jac.rank, kind=kind,
+        kind_reason=kind_reason, rank_identity=_rank_identity(problem, fit.holds, jac, hess),
+        dtype=str(dtype).removeprefix("torch."), loss_name=lf.name, reduction=lf.reduction,
+        timings=timings, model_dtype=model_dtype, routes=routes,
     )
 
 
-def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSummary, Inertia | None]:
-    """Extreme eigenvalues by eigsh on the HVP operator; counts undecided unless all positive."""
+def _dense_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSummary, tuple]:
+    """Every eigenvalue of the assembled H, and (H, λ) kept for the kernel probe."""
+    H = dense_second_order(problem.loss_at, theta)
+    norm = float(torch.linalg.norm(H))
+    asym = float(torch.linalg.norm(H - H.T)) / norm if norm > 0 else 0.0
+    H = 0.5 * (H + H.T)
+    lam = torch.linalg.eigvalsh(H)
+    inert = inertia_from_eigenvalues(lam, rtol, dtype=problem.dtype, n=problem.n_params,
+                                     asymmetry=asym)
+    return _summary(lam, inert, "dense", Certificate("dense", residual=asym)), (H, inert)
+
+
+def _kernel_probe(problem: Problem, theta: Tensor, kernel: tuple, crit: Criticality,
+                  routes: list[str]) -> str:
+    """Certify a manifold of critical points tangent to ker H (Morse–Bott), or return "".
+
+    For each probe direction u in ker H (the basis vectors when the kernel is small, random
+    unit combinations otherwise) and each step h in ``KERNEL_PROBE_STEPS`` (times max(1, ‖θ‖∞)),
+    start at θ + h u and retract onto the critical set with chord-Newton steps restricted to the
+    range of H, δ = −V_r Λ_r⁻¹ V_rᵀ ∇L. On a manifold of critical points tangent to ker H the
+    retraction converges to a point with ‖∇L‖ ≤ tol and the same loss; where ker H holds a
+    direction of higher-order growth (L = y⁴) a gradient of order h³ is left in ker H, far above
+    tol at these steps.
+    """
+    H, inert = kernel
+    lam, V = torch.linalg.eigh(H)
+    zero = lam.abs() <= inert.tol
+    Z, Vr, lr = V[:, zero], V[:, ~zero], lam[~zero]
+    nz = Z.shape[1]
+    if nz <= KERNEL_PROBE_DIRECTIONS:
+        directions = Z.T
+    else:
+        gen = torch.Generator().manual_seed(0)
+        C = torch.randn(nz, KERNEL_PROBE_DIRECTIONS, generator=gen, dtype=Z.dtype)
+        directions = (Z @ (C / torch.linalg.norm(C, dim=0))).T
+    L0 = float(problem.loss_at(theta))
+    grad = torch.func.grad(problem.loss_at)
+    scale = max(1.0, float(theta.abs().max()))
+    worst = 0.0
+    for u in directions:
+        for h in KERNEL_PROBE_STEPS:
+            t = theta + h * scale * u.to(theta.dtype)
+            for _ in range(30):
+                g = grad(t)
+                c = Vr.T @ g.to(torch.float64)
+                t = t - (Vr @ (c / lr)).to(theta.dtype)
+                if float(torch.linalg.norm(c)) <= crit.tol:
+                    break
+            residual = float(torch.linalg.norm(grad(t)))
+            dloss = abs(float(problem.loss_at(t)) - L0)
+            worst = max(worst, residual)
+            if not (math.isfinite(residual) and residual <= crit.tol
+                    and dloss <= max(crit.tol, 1e3 * eps(problem.dtype) * max(1.0, abs(L0)))):
+                routes.append(f"kernel probe: a step of {h * scale:.1e} along ker H retracted to "
+                              f"‖∇L‖ = {residual:.2e} > tol {crit.tol:.2e} (ΔL = {dloss:.1e}): no "
+                              "manifold of critical points certified")
+                return ""
+    routes.append(f"kernel probe: {len(directions)} directions of ker H (dim {nz}) at steps "
+                  f"{', '.join(f'{h * scale:.0e}' for h in KERNEL_PROBE_STEPS)} retracted to "
+                  f"‖∇L‖ ≤ {worst:.2e} ≤ tol {crit.tol:.2e} with unchanged loss")
+    return (f"no negative eigenvalue, and the {nz} zero eigenvectors are tangent to a manifold of "
+            "critical points with the same loss (kernel probe, Morse–Bott): a non-strict minimum")
+
+
+def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> HessianSummary:
+    """Extreme eigenvalues by eigsh on the HVP operator; counts undecided unless one-signed."""
     op = hessian_operator(problem, theta)
     # ARPACK cannot resolve eigenvalues below the products' own rounding: ask for what the
     # dtype can deliver (1e-12 in float64, ≈ 1e-5 in float32), and bound the restarts
@@ -257,62 +494,36 @@ def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSumm
                                 shift=scale)
     N = problem.n_params
     rtol_ = rtol if rtol is not None else N * eps(problem.dtype)
+    common = dict(method="lanczos", top_eigenvalues=top.values.tolist(),
+                  bottom_eigenvalues=bottom.values.tolist(), residuals_top=top.residuals.tolist(),
+                  residuals_bottom=bottom.residuals.tolist(), n_matvec=op.n_matvec, rtol=rtol_,
+                  certificate=Certificate("none", n_matvec=op.n_matvec))
     if not (top.values.numel() and bottom.values.numel()):
-        summary = HessianSummary(
-            rank=None, tol=math.nan, gap=None, inertia=[None, None, None], method="lanczos",
-            decided=False, top_eigenvalues=top.values.tolist(),
-            bottom_eigenvalues=bottom.values.tolist(), residuals_top=top.residuals.tolist(),
-            residuals_bottom=bottom.residuals.tolist(), n_matvec=op.n_matvec, rtol=rtol_)
-        return summary, None
+        inert = Inertia(None, None, None, math.nan, None, rtol_, False)
+        return HessianSummary(rank=None, tol=math.nan, gap=None, inertia=inert, decided=False,
+                              reason="Lanczos found no extreme eigenpair", **common)
     amax = max(abs(float(top.values[0])), abs(float(bottom.values[0])))
-    tol = rtol_ * amax
-    inertia_counts: list = [None, None, None]
+    tol_ = rtol_ * amax
     lam_min, lam_max = float(bottom.values[0]), float(top.values[0])
-    if lam_min > tol:  # every eigenvalue is positive
-        inertia_counts = [N, 0, 0]
-    elif lam_max < -tol:
-        inertia_counts = [0, N, 0]
-    summary = HessianSummary(
-        rank=N if inertia_counts[2] == 0 else None, tol=tol, gap=None, inertia=inertia_counts,
-        method="lanczos",
-        decided=inertia_counts[0] is not None and top.converged and bottom.converged,
-        top_eigenvalues=top.values.tolist(), bottom_eigenvalues=bottom.values.tolist(),
-        residuals_top=top.residuals.tolist(), residuals_bottom=bottom.residuals.tolist(),
-        n_matvec=op.n_matvec, rtol=rtol_,
-    )
-    return summary, None
+    counts: list = [None, None, None]
+    if lam_min > tol_:  # every eigenvalue is positive
+        counts = [N, 0, 0]
+    elif lam_max < -tol_:
+        counts = [0, N, 0]
+    decided = counts[0] is not None and top.converged and bottom.converged
+    inert = Inertia(*counts, tol_, None, rtol_, decided)
+    return HessianSummary(
+        rank=N if counts[2] == 0 else None, tol=tol_, gap=None, inertia=inert, decided=decided,
+        reason="" if decided else ("Lanczos finds the extreme eigenvalues only: the counts of a "
+                                   "Hessian with both signs or a zero cluster are not certified"),
+        **common)
 
 
-def _classify(critical: bool, minimizes_c: bool, hess: HessianSummary,
-              inert: Inertia | None) -> tuple[str, str]:
-    if not critical:
-        return "noncritical", "‖∇L‖ exceeds the criticality tolerance"
-    if minimizes_c:
-        return "global_minimum", "critical, the outputs minimize C, and C is convex in x"
-    if inert is not None:
-        pos, neg, zero = inert.positive, inert.negative, inert.zero
-    elif not (hess.bottom_eigenvalues and hess.top_eigenvalues):
-        return "degenerate", ("Lanczos did not converge to the extreme eigenvalues: the "
-                              "second-order test is inconclusive")
-    else:  # Lanczos extremes: signs of λ_min and λ_max, zero if either lies within tol
-        lo, hi = hess.bottom_eigenvalues[0], hess.top_eigenvalues[0]
-        neg, pos = int(lo < -hess.tol), int(hi > hess.tol)
-        zero = int(abs(lo) <= hess.tol or abs(hi) <= hess.tol)
-    if neg == 0 and zero == 0:
-        return "strict_local_minimum", "every Hessian eigenvalue is positive"
-    if neg > 0 and pos == 0 and zero == 0:
-        return "strict_local_maximum", "every Hessian eigenvalue is negative"
-    if neg > 0:
-        why = "negative and positive eigenvalues" if pos else "negative and zero eigenvalues only"
-        return "strict_saddle", f"{why}: a direction of negative curvature rules out a minimum"
-    return "degenerate", "no negative eigenvalue but some zero: the second-order test is inconclusive"
-
-
-def _rank_identity(problem: Problem, perfect_fit: bool, jac: RankDecision,
-                   hess: HessianSummary) -> dict:
+def _rank_identity(problem: Problem, fit: bool, jac: RankDecision,
+                   hess: HessianSummary | None) -> RankIdentity:
     lf = problem.loss_fn
     positive = lf.hessian_positive_on_fit(problem.targets)
-    if not perfect_fit:
+    if not fit:
         predicted, reason = False, "not a perfect fit: the residual term Σ ∂C/∂x ∇²x need not vanish"
     elif not lf.is_builtin:
         predicted, reason = False, "custom loss: the structure of ∇²ₓC is unknown"
@@ -328,6 +539,6 @@ def _rank_identity(problem: Problem, perfect_fit: bool, jac: RankDecision,
                   + (" (assumes outputs on the probability simplex for every θ)"
                      if lf.name == "ce_prob" else ""))
     holds = None
-    if hess.rank is not None:
+    if hess is not None and hess.rank is not None:
         holds = hess.rank == jac.rank
-    return {"predicted": predicted, "holds": holds, "reason": reason}
+    return RankIdentity(predicted, holds, reason)

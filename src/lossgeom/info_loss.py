@@ -17,23 +17,23 @@ nearby points are reported.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch import Tensor
 
 from ._checks import check_rtol
-from .curvature._jacobian import gram_rank
-from .linalg.tolerances import COINCIDENCE_RTOL, NEARBY_RADIUS, eps
+from .curvature.linearization import linearize
+from .layers import Role, Stage, describe, follower_derivative, forward_stages, sequential_stages
 from .problem import Problem
-from .report import jsonable
+from .results import RankDecision, Result
+from .tolerances import COINCIDENCE_RTOL, NEARBY_RADIUS, eps
 
-__all__ = ["InfoLossReport", "LayerInfo", "hidden_layers", "information_loss"]
+__all__ = ["InfoLossReport", "LayerInfo", "information_loss"]
 
 
 @dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(Result):
     """What hidden layer ``layer`` (1-based) keeps apart.
 
     Attributes:
@@ -43,8 +43,10 @@ class LayerInfo:
         dead_units: Units whose derivative is zero on every training input.
         dead_samples: Inputs with every unit of this layer at zero derivative.
         n_params_upto: N_≤l, parameters of layers 1..l.
-        rank_bound: The bound on rank J implied by this layer (module docstring).
+        rank_bound: The bound on rank J implied by this layer (module docstring), or None where
+            the bound does not apply (``note`` says why).
         tol: Coincidence tolerance on ‖hᵢ − hⱼ‖∞.
+        note: What of §6.2 does not apply at this layer ("" when everything does).
     """
 
     layer: int
@@ -53,19 +55,20 @@ class LayerInfo:
     dead_units: list[int]
     dead_samples: list[int]
     n_params_upto: int
-    rank_bound: int
+    rank_bound: int | None
     tol: float
+    note: str = ""
 
 
 @dataclass(frozen=True)
-class InfoLossReport:
+class InfoLossReport(Result):
     """Per-layer coincidences and the rank bounds they imply, next to the measured rank of J.
 
     Attributes:
         rank_jacobian: Measured rank J.
         n_samples: n.
         layers: One LayerInfo per hidden layer.
-        jacobian: The full rank decision for J (tol, gap, method, ...).
+        jacobian: The rank decision for J (``RankDecision``: tol, gap, method, ...).
         rank_nearby: rank J at a few random points at relative distance ``NEARBY_RADIUS``.
         rank_locally_constant: All nearby ranks equal ``rank_jacobian``.
         warning: Why N − rank J may only bound the manifold dimension ("" if none).
@@ -74,52 +77,24 @@ class InfoLossReport:
     rank_jacobian: int
     n_samples: int
     layers: list[LayerInfo]
-    jacobian: dict
+    jacobian: RankDecision
     rank_nearby: list[int]
     rank_locally_constant: bool
     warning: str
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict (keys fixed by the API contract, plus diagnostics)."""
-        return jsonable(asdict(self))
 
-
-def hidden_layers(problem: Problem) -> list[tuple[int, int]]:
-    """For an ``nn.Sequential`` model: (end, n_params_upto) per hidden layer l.
-
-    ``end`` is the index of the first module of layer l + 1 (the next module with parameters);
-    the hidden activation h_l is the output of modules [0, end).
+def _hidden_stages(problem: Problem, where: str) -> list[Stage]:
+    """The stages of the model; all but the last are hidden layers.
 
     Raises:
-        ValueError: If the model is not an nn.Sequential of modules.
+        ValueError: If the model is not an nn.Sequential.
     """
-    model = problem.model
-    if not isinstance(model, nn.Sequential):
-        raise ValueError("information_loss(problem, theta): layer activations need an "
-                         f"nn.Sequential model (as built by lossgeom.mlp), got {type(model).__name__}.")
-    with_params = [j for j, m in enumerate(model) if any(True for _ in m.parameters())]
-    out, upto = [], 0
-    for a, b in zip(with_params[:-1], with_params[1:], strict=True):
-        upto += sum(p.numel() for m in list(model)[a:b] for p in m.parameters())
-        out.append((b, upto))
-    return out
-
-
-def _forward_layers(problem: Problem, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """(∂h/∂z elementwise, activation h) of each hidden layer's nonlinearity z ↦ h."""
-    model, params = problem.model, problem.unflatten(theta)
-    h, out = problem.inputs, []
-    starts = [j for j, m in enumerate(model) if any(True for _ in m.parameters())]
-    for (end, _), start in zip(hidden_layers(problem), starts, strict=False):
-        sub = {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == str(start)}
-        z = functional_call(model[start], sub, (h,))
-        act = list(model)[start + 1:end]
-        if act:
-            h, dh = jvp(nn.Sequential(*act), (z,), (torch.ones_like(z),))
-        else:
-            h, dh = z, torch.ones_like(z)
-        out.append((dh, h))
-    return out
+    try:
+        return sequential_stages(problem.model)
+    except TypeError:
+        raise ValueError(f"{where}: layer activations need an nn.Sequential model (as built by "
+                         f"lossgeom.mlp), got {type(problem.model).__name__}; without a layer "
+                         "split the §6.2 bound does not apply.") from None
 
 
 def _groups(h: Tensor, tol: float) -> list[list[int]]:
@@ -173,13 +148,21 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     check_rtol(where, rtol)
     theta = problem.check_theta(where, theta)
     n, k, N = problem.n_samples, problem.n_outputs, problem.n_params
-    layers = hidden_layers(problem)
-    jac, _ = gram_rank(problem, theta, rtol)
+    stages = _hidden_stages(problem, where)
+    coupled = [type(m).__name__ for m in problem.model.modules()
+               if describe(m).role is not Role.UNKNOWN and not describe(m).per_sample]
+    jac = linearize(problem, theta, rtol=rtol, where=where, validate=False).decision
     infos = []
     with torch.no_grad():
-        acts = _forward_layers(problem, theta)
-    for index, ((_, upto), (dh, h)) in enumerate(zip(layers, acts, strict=True), start=1):
-        h2, dh2 = h.reshape(n, -1), dh.reshape(n, -1)
+        traces = forward_stages(stages, problem.unflatten(theta), problem.inputs)
+    upto = 0
+    for stage, trace in zip(stages[:-1], traces, strict=False):
+        upto += sum(size for name, size in zip(problem.param_names, problem.param_numels,
+                                               strict=True) if name.startswith(stage.name + "."))
+        index, h2 = stage.index, trace.post.reshape(n, -1)
+        elementwise = all(describe(m).elementwise for m in stage.followers)
+        dh2 = (follower_derivative(stage, trace.pre).reshape(n, -1) if elementwise
+               else torch.ones_like(h2))
         tol = COINCIDENCE_RTOL * eps(problem.dtype) * max(1.0, float(h2.abs().max()))
         groups = _groups(h2, tol)
         dead_units = torch.nonzero((dh2 == 0).all(dim=0)).flatten().tolist()
@@ -187,21 +170,27 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
         m = len(groups)
         dead = set(dead_samples)
         n_rows = n - sum(max(0, len(dead.intersection(g)) - 1) for g in groups)
-        bound = min(n_rows * k, N, min(upto, (n - len(dead)) * k) + min(m * k, N - upto))
+        bound: int | None = min(n_rows * k, N, min(upto, (n - len(dead)) * k)
+                                + min(m * k, N - upto))
+        note = "" if elementwise else (
+            f"the modules after layer {index} ({', '.join(type(f).__name__ for f in stage.followers)}) "
+            "are not elementwise: dead units are not defined, only coinciding activations count")
+        if coupled:
+            bound, note = None, (f"{', '.join(coupled)} couples the samples (each output depends on "
+                                 "the whole batch), so the split of §6.2 does not bound rank J")
         infos.append(LayerInfo(index, m, [g for g in groups if len(g) >= 2], dead_units, dead_samples,
-                               upto, bound, tol))
+                               upto, bound, tol, note))
     gen = torch.Generator().manual_seed(seed)
     radius = NEARBY_RADIUS * max(1.0, float(theta.abs().max()))
     nearby = []
     for _ in range(n_nearby):
         d = torch.randn(N, generator=gen, dtype=theta.dtype)
-        nearby.append(gram_rank(problem, theta + radius * d / d.norm(), rtol)[0].rank)
+        nearby.append(linearize(problem, theta + radius * d / d.norm(), rtol=rtol,
+                                where=where, validate=False).rank)
     constant = all(r == jac.rank for r in nearby)
     warning = "" if constant else (
         f"rank J changes nearby ({jac.rank} here, {nearby} at distance {radius:.1e}): N − rank J "
         "is then only an upper bound on the behavior-manifold dimension (spec §1.2)")
     if warning:
         warnings.warn(warning, stacklevel=2)
-    jd = {"rank": jac.rank, "tol": jac.tol, "gap": jac.gap, "method": jac.method,
-          "decided": jac.decided}
-    return InfoLossReport(jac.rank, n, infos, jd, nearby, constant, warning)
+    return InfoLossReport(jac.rank, n, infos, jac, nearby, constant, warning)

@@ -6,25 +6,12 @@ import torch
 from torch import nn
 
 from ._checks import check_option
+from .layers import ACTIVATION_MODULES, Square
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "gelu", "linear", "square")
+ACTIVATIONS = tuple(ACTIVATION_MODULES)
+"""Hidden activations ``mlp`` accepts (the registry's names, ``lossgeom.layers``)."""
 
 __all__ = ["ACTIVATIONS", "Square", "mlp"]
-
-
-class Square(nn.Module):
-    """Elementwise σ(z) = z²."""
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z², same shape as z."""
-        return z * z
-
-
-def _activation(name: str) -> nn.Module:
-    return {
-        "tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "softplus": nn.Softplus,
-        "gelu": nn.GELU, "linear": nn.Identity, "square": Square,
-    }[name]()
 
 
 def mlp(
@@ -77,5 +64,5 @@ def mlp(
                     lin.bias.uniform_(-bound, bound, generator=generator)
         layers.append(lin)
         if i < last:
-            layers.append(_activation(activation))
+            layers.append(ACTIVATION_MODULES[activation]())
     return nn.Sequential(*layers)

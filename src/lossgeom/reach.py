@@ -10,12 +10,13 @@ from scipy.sparse.linalg import minres
 from torch import Tensor
 
 from ._checks import check_option
-from .analysis import criticality_tolerance
+from .analysis import criticality, perfect_fit
 from .curvature._hessian import hessian, hessian_operator
 from .curvature._jacobian import jacobian, jacobian_blocks
+from .curvature.linearization import linearize
 from .errors import NotCriticalError
-from .linalg.tolerances import eps
 from .problem import Problem
+from .tolerances import eps
 
 __all__ = ["find_critical_point", "fit_last_layer", "output_layer_indices"]
 
@@ -23,22 +24,10 @@ POLISH = ("newton", "gauss_newton", "none")
 TARGETS = ("minimum", "any")
 
 
-def gradient_scale(problem: Problem, theta: Tensor, iterations: int = 30) -> float:
-    """The criticality scale of ``analyze`` at θ, with σ_max(J) from power iteration on JᵀJ."""
-    from .curvature._jacobian import make_jvp, make_vjp
-
-    jv, vj = make_jvp(problem, theta), make_vjp(problem, theta)
-    v = torch.randn(problem.n_params, generator=torch.Generator().manual_seed(0), dtype=theta.dtype)
-    v = v / v.norm()
-    sigma = 0.0
-    for _ in range(iterations):
-        w = vj(jv(v))
-        norm = float(w.norm())
-        if norm == 0.0:
-            break
-        sigma, v = norm**0.5, w / norm
-    x = problem.output_fn(theta).detach()
-    return criticality_tolerance(problem, x, sigma)[1]
+def gradient_scale(problem: Problem, theta: Tensor) -> float:
+    """The criticality scale of ``analyze`` at θ (σ_max(J) from the Linearization's power iteration)."""
+    lin = linearize(problem, theta, where="find_critical_point(problem, theta)", validate=False)
+    return criticality(problem, theta, lin.outputs, 0.0, lin.sigma_max).scale
 
 
 def output_layer_indices(problem: Problem) -> list[int]:
@@ -271,8 +260,6 @@ def reach(problem: Problem, target: str = "global_minimum", theta: Tensor | None
         NotCriticalError: If the requested point could not be reached (the message says why).
         ValueError: For an unknown target.
     """
-    from .analysis import is_perfect_fit
-
     where = "reach(problem, target)"
     check_option(where, "target", target, TARGET_POINTS)
     theta = problem.check_theta(where, theta)
@@ -282,17 +269,17 @@ def reach(problem: Problem, target: str = "global_minimum", theta: Tensor | None
         return find_critical_point(problem, theta, steps=steps, target="minimum")[0]
     try:
         fitted = fit_last_layer(problem, theta)
-        if is_perfect_fit(problem, problem.output_fn(fitted).detach())["holds"]:
+        if perfect_fit(problem, problem.output_fn(fitted).detach()).holds:
             return fitted
     except ValueError:
         pass
     found, history = find_critical_point(problem, theta, steps=steps, target="minimum")
-    fit = is_perfect_fit(problem, problem.output_fn(found).detach())
-    if not fit["holds"]:
+    fit = perfect_fit(problem, problem.output_fn(found).detach())
+    if not fit.holds:
         raise NotCriticalError(
             f"{where}: no exact fit: the output layer cannot interpolate and descent stopped at a "
-            f"critical point with max |residual| = {fit['max_residual']:.3g} > {fit['tol']:.3g}.",
-            grad_norm=float(problem.grad(found).norm()), tol=fit["tol"], theta=found,
+            f"critical point with max |residual| = {fit.max_residual:.3g} > {fit.tol:.3g}.",
+            grad_norm=float(problem.grad(found).norm()), tol=fit.tol, theta=found,
             history=history)
     return found
 

@@ -79,8 +79,7 @@ def test_identities_row1_tanh_242():
     J, K, P, Jp, g = dense_parts(p)
     grad = J.T @ g
     scale = float(Jp.norm() * g.norm())
-    from lossgeom.flows._local import linearise
-    local = linearise(p, p.theta)
+    local = lg.linearize(p, p.theta)
     for u in torch.eye(6, dtype=F64):   # D⁺ = Dᵀ(DDᵀ)⁺ column by column (Gram route vs SVD)
         assert float((local.pinv(u) - Jp @ u).norm()) <= 1e-13 * float(Jp.norm())
     GN_pinv = torch.linalg.pinv(J.T @ J, hermitian=True, rtol=1e-10)

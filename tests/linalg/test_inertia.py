@@ -14,8 +14,8 @@ from strategies import symmetric_with_inertia
 
 import lossgeom as lg
 from lossgeom.linalg._inertia import inertia_from_eigenvalues
-from lossgeom.linalg.tolerances import MIN_GAP, default_inertia_rtol, eps
 from lossgeom.report import jsonable
+from lossgeom.tolerances import MIN_GAP, default_inertia_rtol, eps
 
 F64 = torch.float64
 

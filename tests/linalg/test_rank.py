@@ -14,8 +14,8 @@ from strategies import low_rank_matrices, random_orthogonal, singular_value_list
 
 import lossgeom as lg
 from lossgeom.linalg import RankDecision, rank_from_gram
-from lossgeom.linalg.tolerances import MIN_GAP, default_rank_rtol, eps, gram_floor
 from lossgeom.report import jsonable
+from lossgeom.tolerances import MIN_GAP, default_rank_rtol, eps, gram_floor
 
 F64 = torch.float64
 

@@ -8,8 +8,7 @@ import torch
 
 import lossgeom as lg
 from lossgeom.loci import solution_manifold, star_point
-from lossgeom.manifold import WalkRoute, tangent_basis, walk
-from lossgeom.manifold._walk import _linearize
+from lossgeom.manifold import tangent_basis, walk
 
 from .helpers import SPEC_INERTIA_RTOL, gaussian_problem
 
@@ -27,7 +26,7 @@ def test_walk_50_steps_keeps_outputs_and_rank(fitted):
     problem, theta = fitted
     w = walk(problem, theta, steps=50, step_size=0.1, inertia_every=25, rtol=SPEC_INERTIA_RTOL)
     assert w.completed and w.stopped_reason == "" and len(w.steps) == 51
-    assert w.level_set == "solution manifold" and w.route == "dense"
+    assert w.level_set == "solution manifold" and w.route == "svd"
     assert w.max_drift <= 1e-8 and w.rank_constant and all(s.rank_decided for s in w.steps)
     assert w.max_loss_change <= 1e-20
     x0 = problem.outputs(theta)
@@ -45,28 +44,29 @@ def test_walk_50_steps_keeps_outputs_and_rank(fitted):
 def test_operator_route_matches_dense_route(fitted):
     """J⁺r and the ker-J projector: Gram/operator route = thin-SVD route = null_space basis."""
     problem, theta = fitted
-    dense = _linearize(problem, theta, WalkRoute.DENSE, None)
-    oper = _linearize(problem, theta, WalkRoute.OPERATOR, None)
-    assert dense.rank.rank == oper.rank.rank == 4
+    dense = lg.linearize(problem, theta, route="svd")
+    m = problem.n_samples * problem.n_outputs
+    oper = lg.linearize(problem, theta, route="gram", max_bytes=8 * m * m)  # K fits, J does not
+    assert dense.rank == oper.rank == 4 and oper.jacobian is None
     g = torch.Generator().manual_seed(0)
     v = torch.randn(problem.n_params, dtype=F64, generator=g)
     r = torch.randn(4, dtype=F64, generator=g)
-    assert torch.allclose(dense.project(v), oper.project(v), atol=1e-10)
+    assert torch.allclose(dense.kernel_project(v), oper.kernel_project(v), atol=1e-10)
     assert torch.allclose(dense.pinv(r), oper.pinv(r), atol=1e-10)
     Z, decision = tangent_basis(problem, theta)
     assert Z.shape == (41, 37) and decision.rank == 4
-    assert torch.allclose(dense.project(v), Z @ (Z.T @ v), atol=1e-12)
+    assert torch.allclose(dense.kernel_project(v), Z @ (Z.T @ v), atol=1e-12)
     J = torch.autograd.functional.jacobian(lambda t: problem.output_fn(t).reshape(-1), theta)
     assert torch.allclose(dense.pinv(r), torch.linalg.pinv(J) @ r, atol=1e-10)
     w = walk(problem, theta, steps=3, route="operator", inertia_every=0)
-    assert w.route == "operator" and w.completed and w.max_drift <= 1e-8
+    assert w.route == "gram" and w.completed and w.max_drift <= 1e-8
 
 
 def test_walk_from_non_fitted_point_keeps_the_behavior(fitted):
     problem, _ = fitted
     theta = problem.theta
     w = walk(problem, theta, steps=10, step_size=0.2, inertia_every=0, keep_path=True)
-    assert w.level_set == "behavior level set" and not w.perfect_fit["holds"]
+    assert w.level_set == "behavior level set" and not w.perfect_fit.holds
     assert w.completed and w.max_drift <= 1e-8 and w.max_loss_change <= 1e-12
     assert w.path.shape == (11, problem.n_params) and torch.equal(w.path[-1], w.theta)
 

@@ -59,20 +59,26 @@ def report_table(report: Report, title: str = "lossgeom analyze") -> Table:
     t.add_row("N, n, k", f"{report.n_params}, {report.n_samples}, {report.n_outputs}")
     t.add_row("loss", _fmt(report.loss))
     crit = report.criticality
-    t.add_row("‖∇L‖ (tol)", f"{_fmt(report.grad_norm)} ({_fmt(crit['tol'])})")
+    t.add_row("‖∇L‖ (tol)", f"{_fmt(report.grad_norm)} ({_fmt(crit.tol)})")
     t.add_row("‖∇ₓC‖", _fmt(report.output_grad_norm))
-    t.add_row("rank J", f"{j['rank']}  tol {_fmt(j['tol'])}  gap {_fmt(j['gap'])}  \\[{j['method']}]"
-              + _flag(j["decided"]))
+    t.add_row("rank J", f"{j.rank}  tol {_fmt(j.tol)}  gap {_fmt(j.gap)}  \\[{j.method}]"
+              + _flag(j.decided))
     if g is not None:
-        t.add_row("rank G (Gauss–Newton)", f"{g['rank']}  tol {_fmt(g['tol'])}  gap {_fmt(g['gap'])}"
-                  + _flag(g["decided"]))
+        t.add_row("rank G (Gauss–Newton)", f"{g.rank}  tol {_fmt(g.tol)}  gap {_fmt(g.gap)}"
+                  + _flag(g.decided))
     if h is not None:
         inertia = " / ".join(_fmt(c) for c in h.inertia)
         t.add_row("Hessian inertia (+/−/0)", f"{inertia}  \\[{h.method}]" + _flag(h.decided))
+        if not h.decided and h.reason:
+            t.add_row("", f"[yellow]{h.reason}[/yellow]")
         t.add_row("rank ∇²L", f"{_fmt(h.rank)}  tol {_fmt(h.tol)}  gap {_fmt(h.gap)}")
         t.add_row("λ_max, λ_min", f"{_fmt(h.top_eigenvalues[0])}, {_fmt(h.bottom_eigenvalues[0])}")
     t.add_row("behavior manifold dim", str(report.behavior_manifold_dim))
     t.add_row("kind", f"[bold]{report.kind}[/bold] ({report.kind_reason})")
     ri = report.rank_identity
-    t.add_row("rank ∇²L = rank J", f"predicted {ri['predicted']}, holds {ri['holds']}")
+    t.add_row("rank ∇²L = rank J", f"predicted {ri.predicted}, holds {ri.holds}")
+    if report.model_dtype and report.model_dtype != report.dtype:
+        t.add_row("dtype", f"[yellow]model {report.model_dtype}, products in {report.dtype}[/yellow]")
+    for note in report.routes:
+        t.add_row("route", note)
     return t

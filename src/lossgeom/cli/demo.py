@@ -35,9 +35,9 @@ def demo_command(
         for name, r in result.reports.items():
             ri = r.rank_identity
             t.add_row(name, str(r.n_params), str(r.n_samples * r.n_outputs),
-                      f"{r.jacobian['rank']} ({r.jacobian['gap']:.1e})",
+                      f"{r.jacobian.rank} ({r.jacobian.gap:.1e})",
                       "/".join(str(c) for c in r.hessian.inertia), str(r.behavior_manifold_dim),
-                      r.kind, f"{ri['holds']} (predicted {ri['predicted']})")
+                      r.kind, f"{ri.holds} (predicted {ri.predicted})")
         out.print(t)
         tt = Table(title="Rank-deficient exact fits (rank J < n = 4) vs width, 3-h-1 on {−1,1}³",
                    title_justify="left")

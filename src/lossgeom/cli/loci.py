@@ -153,7 +153,7 @@ def locus_table(r: LocusReport) -> Table:
     t.add_row("distances (on_tol)", f"{near}  ({_fmt(r.on_tol)})")
     t.add_row("loss", _fmt(r.loss))
     t.add_row("critical (‖∇L‖ vs tol)", f"{_yes_no(r.critical)}  {_fmt(r.grad_norm)} vs "
-              f"{_fmt(r.criticality['tol'])}; predicted {_yes_no(r.predicted_critical)}")
+              f"{_fmt(r.criticality.tol)}; predicted {_yes_no(r.predicted_critical)}")
     m = r.measured
     flag = "" if m["decided"] else " [yellow](undecided)[/yellow]"
     t.add_row("measured inertia (+/−/0)", f"{_fmt(m['inertia'])}  tol {_fmt(m['tol'])}  gap "
@@ -204,7 +204,7 @@ def slice_table(s: SliceReport) -> Table:
     else:
         t.add_row("Cor. 5.9 line", s.decreasing_line_reason)
     t.add_row("critical (‖∇L‖ vs tol)", f"{_yes_no(s.critical)} {_fmt(s.grad_norm)} vs "
-              f"{_fmt(s.criticality['tol'])}")
+              f"{_fmt(s.criticality.tol)}")
     t.add_row("inertia (+/−/0)", f"{_fmt(s.inertia)}  tol {_fmt(s.inertia_tol)}  gap "
               f"{_fmt(s.inertia_gap)}")
     t.add_row("zeros vs dim ker Q", f"{_fmt(s.n_zero)} vs {s.dim_ker_q} (isotropic bound "

@@ -90,7 +90,7 @@ def dimension_table(m: SolutionManifold) -> Table:
               f"{_fmt(m.inertia_tol)}  gap {_fmt(m.inertia_gap)}")
     colour = "green" if m.zeros_match else "red"
     t.add_row("zeros = dim M", f"[{colour}]{m.zeros_match}[/{colour}]")
-    t.add_row("loss, max residual", f"{_fmt(m.loss)}, {_fmt(m.perfect_fit['max_residual'])}")
+    t.add_row("loss, max residual", f"{_fmt(m.loss)}, {_fmt(m.perfect_fit.max_residual)}")
     return t
 
 

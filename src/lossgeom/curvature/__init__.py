@@ -10,10 +10,11 @@ from ._gauss_newton import (
 )
 from ._hessian import HvpMode, hessian, hessian_operator, hvp, make_hvp, make_hvp_block
 from ._jacobian import jacobian, jacobian_operator, make_jvp, make_vjp, ntk_gram
+from .linearization import Linearization, Route, linearize
 
 __all__ = [
-    "HvpMode", "gauss_newton", "gauss_newton_operator", "hessian", "hessian_operator", "hvp",
-    "jacobian", "jacobian_operator", "make_gauss_newton_product", "make_hvp", "make_hvp_block",
-    "make_jvp", "make_residual_product", "make_vjp", "ntk_gram", "residual_hessian",
-    "residual_operator",
+    "HvpMode", "Linearization", "Route", "gauss_newton", "gauss_newton_operator", "hessian",
+    "hessian_operator", "hvp", "jacobian", "jacobian_operator", "linearize",
+    "make_gauss_newton_product", "make_hvp", "make_hvp_block", "make_jvp", "make_residual_product",
+    "make_vjp", "ntk_gram", "residual_hessian", "residual_operator",
 ]

@@ -15,13 +15,12 @@ from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_option
+from ..layers import Stage, describe, forward_stages, sequential_stages
 from ..linalg.operators import CurvatureOperator
-from ..linalg.rank import RankDecision, rank_from_gram
-from ..models import Square
 from ..problem import Problem
 
 __all__ = [
-    "gram_rank", "has_layerwise_ntk", "jacobian", "jacobian_operator", "jacobian_blocks",
+    "has_layerwise_ntk", "jacobian", "jacobian_operator", "jacobian_blocks",
     "make_jvp", "make_vjp", "ntk_gram",
 ]
 
@@ -49,12 +48,14 @@ def make_vjp(problem: Problem, theta: Tensor) -> Callable[[Tensor], Tensor]:
     return rmatvec
 
 
-def jacobian_operator(problem: Problem, theta: Tensor | None = None) -> CurvatureOperator:
+def jacobian_operator(problem: Problem, theta: Tensor | None = None, *,
+                      validate: bool = True) -> CurvatureOperator:
     """J as a scipy LinearOperator (n·k, N): matvec by JVP, rmatvec by VJP, blocks by vmap.
 
     Args:
         problem: The model, data and loss.
         theta: Flat parameters (N,); default ``problem.theta``.
+        validate: Check θ (False when the caller already did).
 
     Returns:
         A CurvatureOperator of shape (n·k, N), float64.
@@ -62,7 +63,8 @@ def jacobian_operator(problem: Problem, theta: Tensor | None = None) -> Curvatur
     Raises:
         ValueError: If θ has the wrong length or non-finite entries.
     """
-    theta = problem.check_theta("jacobian_operator(problem, theta)", theta)
+    if validate or theta is None:
+        theta = problem.check_theta("jacobian_operator(problem, theta)", theta)
     mv, rmv = make_jvp(problem, theta), make_vjp(problem, theta)
     return CurvatureOperator(
         (problem.n_samples * problem.n_outputs, problem.n_params), mv, rmv,
@@ -146,73 +148,56 @@ def jacobian(problem: Problem, theta: Tensor | None = None, *,
     return jacobian_blocks(problem, theta, list(range(len(problem.param_numels))))
 
 
-_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.Softplus, nn.GELU, nn.Identity, nn.ELU,
-                nn.LeakyReLU, nn.SiLU, Square)
+def _layerwise_stages(problem: Problem) -> list[Stage] | None:
+    """The stages of a layerwise-NTK model, else None.
 
-
-def _layerwise_structure(problem: Problem) -> list[int] | None:
-    """Indices of the Linear modules of a layerwise-NTK model, else None.
-
-    The model must be an nn.Sequential of Linear layers and elementwise activations acting on
-    (n, d) inputs, with exactly the Linear weights and biases as parameters.
+    The model must be an nn.Sequential of Linear layers, each followed by elementwise activations
+    only (``lossgeom.layers``), acting per sample on (n, d) inputs, with exactly the Linear
+    weights and biases as parameters.
     """
     model = problem.model
     if not (isinstance(model, nn.Sequential) and problem.per_sample and problem.inputs.ndim == 2):
         return None
-    linear = []
-    for j, m in enumerate(model):
-        if isinstance(m, nn.Linear):
-            linear.append(j)
-        elif not isinstance(m, _ELEMENTWISE):
-            return None
-    names = [f"{j}.{p}" for j in linear for p in ("weight", "bias")
-             if getattr(model[j], p, None) is not None]
-    return linear if tuple(names) == problem.param_names else None
+    stages = sequential_stages(model)
+    if any(not isinstance(s.module, nn.Linear) or s.prefix
+           or not all(describe(m).elementwise for m in s.followers) for s in stages):
+        return None
+    names = [f"{s.name}.{p}" for s in stages for p in ("weight", "bias")
+             if getattr(s.module, p, None) is not None]
+    return stages if tuple(names) == tuple(problem.param_names) else None
 
 
 def has_layerwise_ntk(problem: Problem) -> bool:
     """True if ``ntk_gram`` can build K layer by layer, without forming J."""
-    return _layerwise_structure(problem) is not None
+    return _layerwise_stages(problem) is not None
 
 
-def _layerwise_gram(problem: Problem, theta: Tensor, linear: list[int]) -> Tensor:
+def _layerwise_gram(problem: Problem, theta: Tensor, stages: list[Stage]) -> Tensor:
     """K = Σ_l (Δ_l Δ_lᵀ) ⊙ (A_l A_lᵀ + [bias]) for a Sequential MLP, without forming J.
 
     For a Linear layer z = W a + b, the row (i, c) of J restricted to (W, b) is (δ_ic ⊗ a_i, δ_ic)
     with δ_ic = ∂x_ic/∂z_i, so ⟨J_ic, J_jc'⟩ = (δ_ic·δ_jc')(a_i·a_j + 1). The δ's of all layers
     come from k batched backward passes through perturbations added to each z_l.
     """
-    model, params = problem.model, problem.unflatten(theta)
+    params = problem.unflatten(theta)
     n, k = problem.n_samples, problem.n_outputs
-
-    def forward(eps: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        h, inputs, e = problem.inputs, [], iter(eps)
-        for j, m in enumerate(model):
-            if isinstance(m, nn.Linear):
-                inputs.append(h)
-                b = params.get(f"{j}.bias")
-                h = h @ params[f"{j}.weight"].T + (b if b is not None else 0) + next(e)
-            else:
-                h = m(h)
-        return h, inputs
-
-    eps = [torch.zeros(n, model[j].out_features, dtype=theta.dtype, device=theta.device)
-           for j in linear]
-    _, inputs = forward(eps)
-    _, pull = vjp(lambda e: forward(e)[0], eps)
+    eps = [torch.zeros(n, s.module.out_features, dtype=theta.dtype, device=theta.device)
+           for s in stages]
+    inputs = [t.inputs.detach() for t in forward_stages(stages, params, problem.inputs)]
+    _, pull = vjp(lambda e: forward_stages(stages, params, problem.inputs, perturb=e)[-1].post, eps)
     basis = torch.eye(k, dtype=theta.dtype, device=theta.device)
     deltas = vmap(lambda c: pull(c.expand(n, k))[0])(basis)    # per layer: (k, n, d_out)
     K = torch.zeros(n * k, n * k, dtype=theta.dtype, device=theta.device)
-    for j, a, d in zip(linear, inputs, deltas, strict=True):
+    for stage, a, d in zip(stages, inputs, deltas, strict=True):
         D = d.permute(1, 0, 2).reshape(n * k, -1)             # rows (i, c), sample-major
-        A = a.detach().repeat_interleave(k, dim=0)             # a_i repeated for each output c
-        gram_a = A @ A.T + (1.0 if model[j].bias is not None else 0.0)
+        A = a.repeat_interleave(k, dim=0)                      # a_i repeated for each output c
+        gram_a = A @ A.T + (1.0 if stage.module.bias is not None else 0.0)
         K += (D @ D.T) * gram_a
     return K
 
 
 def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
-             work_bytes: int = WORK_BYTES, method: str = "auto") -> Tensor:
+             work_bytes: int = WORK_BYTES, method: str = "auto", validate: bool = True) -> Tensor:
     """Empirical NTK Gram matrix K = J Jᵀ, shape (n·k, n·k).
 
     method="layerwise" (the "auto" choice for ``nn.Sequential`` MLPs of Linear layers and
@@ -226,6 +211,7 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
         theta: Flat parameters (N,); default ``problem.theta``.
         work_bytes: Memory for one block of Jacobian columns.
         method: "auto", "layerwise" or "jacobian".
+        validate: Check θ (False when the caller already did).
 
     Returns:
         K, symmetric positive semidefinite, float64.
@@ -241,9 +227,10 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
         [[1.0, 1.0], [1.0, 2.0]]
     """
     where = "ntk_gram(problem, theta)"
-    theta = problem.check_theta(where, theta)
+    if validate or theta is None:
+        theta = problem.check_theta(where, theta)
     check_option(where, "method", method, ("auto", "layerwise", "jacobian"))
-    linear = _layerwise_structure(problem) if method != "jacobian" else None
+    linear = _layerwise_stages(problem) if method != "jacobian" else None
     if method == "layerwise" and linear is None:
         raise ValueError(f"{where}: method=\"layerwise\" needs an nn.Sequential of Linear layers "
                          "and elementwise activations on (n, d) inputs; use method=\"jacobian\".")
@@ -257,22 +244,3 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
         Jb = jacobian_blocks(problem, theta, group, work_bytes)
         K += Jb @ Jb.T
     return 0.5 * (K + K.T)
-
-
-def gram_rank(problem: Problem, theta: Tensor, rtol: float | None = None, *,
-              max_bytes: int = DEFAULT_MAX_BYTES
-              ) -> tuple[RankDecision, tuple[Tensor, Tensor]]:
-    """Rank J from K = J Jᵀ (``rank_from_gram``), and eigh(K) = (ascending λ, eigenvectors).
-
-    Below the Gram floor the cut is re-decided by an SVD of J when J fits in
-    min(max_bytes, WORK_BYTES), else by Jᵀ U₀ through the Jacobian operator.
-    """
-    m, N = problem.n_samples * problem.n_outputs, problem.n_params
-    K = ntk_gram(problem, theta)
-    eig = torch.linalg.eigh(0.5 * (K + K.T))
-    op = jacobian_operator(problem, theta)
-    fits = 8 * m * N <= min(max_bytes, WORK_BYTES)
-    decision = rank_from_gram(
-        K, N, rtol, dtype=problem.dtype, refine=op.torch_rmatmat, eig=eig,
-        singular_values=(lambda: torch.linalg.svdvals(jacobian(problem, theta))) if fits else None)
-    return decision, eig

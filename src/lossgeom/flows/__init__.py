@@ -14,16 +14,16 @@ softplus with a temperature). The cost's normalisation is an explicit argument o
 (NOTE [cost normalisation] in ``lossgeom.flows._common``).
 
 References:
-    X. Chen, R. Muñoz Ewald, "Gradient flow in parameter space is equivalent to linear
+    T. Chen, P. Muñoz Ewald, "Gradient flow in parameter space is equivalent to linear
     interpolation in output space", arXiv:2408.01517.
 """
 
-from ._common import NORMALIZATIONS, cost_normalization, mollify
+from ..curvature.linearization import GRAM_MAX_OUTPUTS
+from ._common import NORMALIZATIONS, SOLVERS, cost_normalization, mollify
 from ._cross_entropy import ce_equilibrium, ce_sample_hessian, label_entropy, output_sums
 from ._equilibria import EquilibriumCheck, shared_equilibria
 from ._field import OutputVelocity, output_velocity, vector_field
 from ._integrate import METHODS, FlowStoppedError, integrate
-from ._local import GRAM_MAX_OUTPUTS, SOLVERS
 from ._metric import BundleMetric, bundle_metric, output_metric
 from ._rank_loss import line_deviation, path_projector, propagator
 from ._trajectory import Trajectory

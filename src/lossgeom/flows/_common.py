@@ -26,19 +26,14 @@ import torch
 from torch import nn
 
 from .._checks import check_option
+from ..curvature.linearization import Route
+from ..layers import Role, describe
 from ..problem import Problem
 
 NORMALIZATIONS = ("problem", "sample_mean")
+SOLVERS = tuple(r.value for r in Route)
+"""Routes of J⁺ (``curvature.linearization.Route``)."""
 FAMILIES = ("field", "metric")
-
-# Activations whose derivative is not Lipschitz continuous (spec §2.1, §2.3: "non-smooth
-# activations such as ReLU can be mollified").
-_NON_SMOOTH: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.Hardtanh, nn.Hardsigmoid,
-    nn.Hardshrink, nn.Softshrink, nn.Threshold, nn.SELU,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-)
 
 SOFTPLUS_THRESHOLD = 40.0
 """``nn.Softplus`` switches to the identity above β·z = threshold; at 40 the jump of the derivative,
@@ -68,12 +63,17 @@ def check_family(where: str, family: str) -> str:
 
 
 def nonsmooth_modules(model) -> list[str]:
-    """Names (with types) of the submodules of ``model`` whose derivative is not Lipschitz."""
+    """Names (with types) of the submodules of ``model`` whose derivative is not Lipschitz.
+
+    Read from the layer registry (``lossgeom.layers.describe``): ReLU-like activations, max
+    pooling, ELU with α ≠ 1, and layers that apply such functions internally.
+    """
     if not isinstance(model, nn.Module):
         return []
     bad = []
     for name, mod in model.named_modules():
-        if isinstance(mod, _NON_SMOOTH) or (isinstance(mod, nn.ELU) and mod.alpha != 1.0):
+        kind = describe(mod)
+        if kind.role is not Role.UNKNOWN and not kind.lipschitz_derivative:
             bad.append(f"{name or 'model'!r} ({type(mod).__name__})")
     return bad
 

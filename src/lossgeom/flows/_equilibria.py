@@ -11,16 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from scipy.sparse.linalg import svds
 from torch import Tensor
 
-from ..analysis import criticality_tolerance
+from ..analysis import criticality
+from ..curvature.linearization import linearize
 from ..problem import Problem
 from ..report import jsonable
 from ._common import check_alpha
 from ._field import apply_flow_matrix
 from ._integrate import FlowStoppedError, integrate
-from ._local import linearise
 from ._trajectory import Trajectory
 
 
@@ -104,14 +103,10 @@ def shared_equilibria(
 def _probe(where: str, problem: Problem, traj: Trajectory, alphas: tuple[float, ...], family: str,
            solver: str, rank_rtol) -> dict:
     theta = traj.final_theta
-    local = linearise(problem, theta, solver=solver, rank_rtol=rank_rtol, where=where)
+    local = linearize(problem, theta, route=solver, rtol=rank_rtol, where=where)
     g = traj.cost_factor * problem.loss_fn.output_grad(local.outputs, problem.targets).reshape(-1)
-    if local.S is not None:
-        sigma_max = float(local.S.max())
-    else:  # LSMR route: the largest singular value of the Jacobian operator
-        sigma_max = float(svds(local.op, k=1, return_singular_vectors=False)[0])
-    tol, _, _ = criticality_tolerance(problem, local.outputs, sigma_max)
     grad_norm = float(traj.grad_norm[-1])
+    tol = criticality(problem, theta, local.outputs, grad_norm, local.sigma_max).tol
     return {
         "alpha": traj.alpha, "status": traj.status, "t_end": float(traj.times[-1]),
         "loss_start": float(traj.loss[0]), "loss": float(traj.loss[-1]),

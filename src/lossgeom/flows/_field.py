@@ -13,18 +13,19 @@ at α = 1, and share their zero set {P∇ₓC = 0} = {∇_θC = 0}. The induced 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import Tensor
 from torch.func import jvp
 
+from .._checks import check_option
+from ..curvature.linearization import LSMR_TOL, Linearization, linearize
 from ..problem import Problem
-from ..report import jsonable
-from ._common import check_alpha, check_family, check_smooth, cost_factor, flow_output_grad
-from ._local import LSMR_TOL, Linearisation, linearise
+from ..results import Result
+from ._common import SOLVERS, check_alpha, check_family, check_smooth, cost_factor, flow_output_grad
 
 
-def apply_flow_matrix(local: Linearisation, u: Tensor, alpha: float, family: str) -> Tensor:
+def apply_flow_matrix(local: Linearization, u: Tensor, alpha: float, family: str) -> Tensor:
     """M_α u (n·k,) → (N,), with V_α = −M_α ∇ₓC.
 
     M_α = (1 − α)Jᵀ + α J⁺ (family "field") or Jᵀ[(1 − α)𝟙 + α K]⁺ (family "metric").
@@ -39,7 +40,7 @@ def apply_flow_matrix(local: Linearisation, u: Tensor, alpha: float, family: str
 
 
 def _prepare(where: str, problem: Problem, theta, alpha, family, normalization, solver,
-             rank_rtol, lsmr_tol) -> tuple[Tensor, float, str, float, Linearisation, Tensor]:
+             rank_rtol, lsmr_tol) -> tuple[Tensor, float, str, float, Linearization, Tensor]:
     """Validate the common arguments; linearise at θ; return (θ, α, family, c, local, ∇ₓC).
 
     Raises:
@@ -52,9 +53,10 @@ def _prepare(where: str, problem: Problem, theta, alpha, family, normalization, 
     family = check_family(where, family)
     check_smooth(where, problem)
     c = cost_factor(where, problem, normalization)
+    check_option(where, "solver", solver, SOLVERS)
     theta = problem.check_theta(where, theta)
-    local = linearise(problem, theta, solver=solver, rank_rtol=rank_rtol, lsmr_tol=lsmr_tol,
-                      where=where)
+    local = linearize(problem, theta, route=solver, rtol=rank_rtol, lsmr_tol=lsmr_tol,
+                      where=where, validate=False)
     return theta, alpha, family, c, local, flow_output_grad(problem, local.outputs, c)
 
 
@@ -113,7 +115,7 @@ def vector_field(
 
 
 @dataclass(frozen=True, eq=False)
-class OutputVelocity:
+class OutputVelocity(Result):
     """The output-space picture of the flow at one θ, every array of shape (n, k).
 
     Attributes:
@@ -141,10 +143,6 @@ class OutputVelocity:
     output_grad: Tensor
     rank: dict | None
     cost_factor: float
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (arrays as nested lists)."""
-        return jsonable(asdict(self))
 
 
 def output_velocity(
@@ -202,5 +200,5 @@ def output_velocity(
         alpha=alpha, family=family, velocity=velocity.reshape(shape),
         predicted=predicted.reshape(shape), standard=(-Kg).reshape(shape),
         adapted=(-Pg).reshape(shape), projector_residual=(g - Pg).reshape(shape),
-        output_grad=g.reshape(shape), rank=local.rank_dict(), cost_factor=c,
+        output_grad=g.reshape(shape), rank=None if local.route == "lsmr" else local.decision, cost_factor=c,
     )

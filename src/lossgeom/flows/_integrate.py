@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_atol, check_option, check_rtol
+from ..curvature.linearization import GRAM_MAX_OUTPUTS, LSMR_TOL, linearize
 from ..problem import Problem
-from ._common import check_alpha, check_family, check_smooth, cost_factor, output_rate
-from ._local import GRAM_MAX_OUTPUTS, LSMR_TOL, choose_route
+from ._common import SOLVERS, check_alpha, check_family, check_smooth, cost_factor, output_rate
 from ._system import FlowSystem, Recorder, Stop, run_fixed, run_scipy
 from ._trajectory import Trajectory, stack_records
 
@@ -220,9 +220,10 @@ def integrate(
         raise ValueError(f"{where}: time='linear' is the L2 time change of spec §2.5 and needs an "
                          f"MSE-type loss, got loss={problem.loss_fn.name!r}. Use time='natural'.")
     m = problem.n_samples * problem.n_outputs
-    route = choose_route(where, solver, m)
-    track = (m <= GRAM_MAX_OUTPUTS) if track_rank is None else bool(track_rank)
+    check_option(where, "solver", solver, SOLVERS)
     theta0 = problem.check_theta(where, theta0)
+    route = linearize(problem, theta0, route=solver, where=where, validate=False).solve_route.value
+    track = (m <= GRAM_MAX_OUTPUTS) if track_rank is None else bool(track_rank)
     x0 = problem.outputs(theta0)
 
     system = FlowSystem(problem, alpha=alpha, family=family, factor=factor, time=time, x0=x0,

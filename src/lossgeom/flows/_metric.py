@@ -10,19 +10,19 @@ For V^met_α the tensor is (1 − α)K⁻¹ + α𝟙 (on E: (1 − α)K⁺ + αP
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget
+from ..curvature.linearization import Linearization, linearize
 from ..problem import Problem
-from ..report import jsonable
+from ..results import Result
 from ._common import check_alpha, check_family
-from ._local import Linearisation, linearise
 
 
 def _dense_local(where: str, problem: Problem, theta, alpha, family, rank_rtol, max_bytes
-                 ) -> tuple[float, str, Linearisation]:
+                 ) -> tuple[float, str, Linearization]:
     if not isinstance(problem, Problem):
         raise TypeError(f"{where}: problem must be a lossgeom.Problem, got {type(problem).__name__}.")
     alpha = check_alpha(where, alpha)
@@ -31,7 +31,7 @@ def _dense_local(where: str, problem: Problem, theta, alpha, family, rank_rtol, 
     check_dense_budget(where, "output metric", (m, m), max_bytes,
                        "Use output_velocity(problem, theta, alpha) for the metric's action instead.")
     theta = problem.check_theta(where, theta)
-    return alpha, family, linearise(problem, theta, solver="gram", rank_rtol=rank_rtol, where=where)
+    return alpha, family, linearize(problem, theta, route="gram", rtol=rank_rtol, where=where)
 
 
 def _tensor_values(S2: Tensor, alpha: float, family: str) -> Tensor:
@@ -74,19 +74,19 @@ def output_metric(problem: Problem, theta: Tensor | None, alpha: float, *, famil
     """
     where = "output_metric(problem, theta, alpha)"
     alpha, family, local = _dense_local(where, problem, theta, alpha, family, rank_rtol, max_bytes)
-    m = local.W.shape[0]
+    m = local.left_vectors.shape[0]
     d = local.decision
     if d.rank < m:
         raise ValueError(
             f"{where}: J has rank {d.rank} < n·k = {m} (tol {d.tol:.3g}, gap {d.gap:.3g}), so "
             "(2.44) is not a metric on all of output space. Use bundle_metric(problem, theta, "
             "alpha), the metric (2.45) on ran J.")
-    W = local.W
-    return (W * _tensor_values(local.S**2, alpha, family)) @ W.T
+    W = local.left_vectors
+    return (W * _tensor_values(local.singular_values**2, alpha, family)) @ W.T
 
 
 @dataclass(frozen=True, eq=False)
-class BundleMetric:
+class BundleMetric(Result):
     """The bundle metric (2.45) on E = ran J at one θ.
 
     Attributes:
@@ -105,10 +105,6 @@ class BundleMetric:
     matrix: Tensor
     coordinates: Tensor
     rank: dict
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (arrays as nested lists)."""
-        return jsonable(asdict(self))
 
 
 def bundle_metric(problem: Problem, theta: Tensor | None, alpha: float, *, family: str = "field",
@@ -142,7 +138,7 @@ def bundle_metric(problem: Problem, theta: Tensor | None, alpha: float, *, famil
     """
     where = "bundle_metric(problem, theta, alpha)"
     alpha, family, local = _dense_local(where, problem, theta, alpha, family, rank_rtol, max_bytes)
-    E = local.W[:, local.kept]
-    values = _tensor_values(local.S[local.kept] ** 2, alpha, family)
+    E = local.left_vectors[:, local.kept]
+    values = _tensor_values(local.singular_values[local.kept] ** 2, alpha, family)
     return BundleMetric(alpha=alpha, family=family, basis=E, matrix=(E * values) @ E.T,
-                        coordinates=values.diag(), rank=local.rank_dict())
+                        coordinates=values.diag(), rank=local.decision)

@@ -22,8 +22,8 @@ from scipy.interpolate import CubicSpline
 from torch import Tensor
 
 from .._checks import check_option
+from ..curvature.linearization import linearize
 from ..problem import Problem
-from ._local import linearise
 from ._trajectory import Trajectory
 
 FORMS = ("propagator", "duhamel")
@@ -195,8 +195,8 @@ def path_projector(problem: Problem, trajectory: Trajectory, *, rank_rtol: float
         if not (lo <= t <= hi):
             raise ValueError(f"{where}: τ = {t:g} is outside the recorded range [{lo:g}, {hi:g}].")
         theta = torch.as_tensor(spline(t), dtype=problem.dtype, device=problem.device)
-        local = linearise(problem, theta, solver="gram", rank_rtol=rank_rtol, where=where)
-        W = local.W[:, local.kept]
+        local = linearize(problem, theta, route="gram", rtol=rank_rtol, where=where)
+        W = local.left_vectors[:, local.kept]
         return W @ W.T
 
     return projector

@@ -32,9 +32,9 @@ from scipy.integrate import DOP853, LSODA, RK45
 from torch import Tensor
 from torch.func import vjp
 
+from ..curvature.linearization import NonFiniteError, linearize
 from ..problem import Problem
 from ._field import apply_flow_matrix
-from ._local import NonFiniteError, linearise
 from ._trajectory import rank_event
 
 _SCIPY = {"RK45": RK45, "DOP853": DOP853, "LSODA": LSODA}
@@ -74,8 +74,8 @@ class FlowSystem:
 
     def linearise(self, theta: Tensor, solver: str, t: float):
         try:
-            return linearise(self.problem, theta, solver=solver, rank_rtol=self.rank_rtol,
-                             lsmr_tol=self.lsmr_tol, where=self.where)
+            return linearize(self.problem, theta, route=solver, rtol=self.rank_rtol,
+                             lsmr_tol=self.lsmr_tol, where=self.where, validate=False)
         except NonFiniteError as err:
             detail = str(err).split(": ", 1)[-1].rstrip(".")
             raise Stop("nan", f"{detail} (t = {t:.6g})") from None
@@ -133,7 +133,7 @@ class FlowSystem:
             x = local.outputs
             grad = local.jt(p.loss_fn.output_grad(x, p.targets).reshape(-1))
             d = local.decision
-            rank = (d.rank, d.gap, d.tol, d.decided, local.W[:, local.kept])
+            rank = (d.rank, d.gap, d.tol, d.decided, local.left_vectors[:, local.kept])
         else:
             with torch.no_grad():
                 x = p.output_fn(theta)

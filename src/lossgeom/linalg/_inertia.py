@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from .._checks import check_rtol
-from .tolerances import MIN_GAP, default_inertia_rtol
+from ..results import Inertia
+from ..tolerances import MIN_GAP, default_inertia_rtol
 
 __all__ = ["Inertia", "inertia"]
-
-
-@dataclass(frozen=True)
-class Inertia:
-    """Counts of positive, negative and zero eigenvalues.
-
-    Attributes:
-        positive: #{λ > tol}.
-        negative: #{λ < −tol}.
-        zero: #{|λ| ≤ tol}.
-        tol: rtol · max|λ|.
-        gap: Smallest |λ| counted nonzero ÷ largest |λ| counted zero (inf if either set is empty,
-            or if the zeros are exact).
-        rtol: The relative tolerance used.
-        decided: gap ≥ min_gap.
-        asymmetry: ‖A − Aᵀ‖_F / ‖A‖_F of the input matrix (0 for eigenvalues given).
-    """
-
-    positive: int
-    negative: int
-    zero: int
-    tol: float
-    gap: float
-    rtol: float = 0.0
-    decided: bool = True
-    asymmetry: float = 0.0
-
-    def as_list(self) -> list[int]:
-        """[positive, negative, zero]."""
-        return [self.positive, self.negative, self.zero]
-
-    def to_dict(self) -> dict:
-        """Plain-dict form."""
-        return asdict(self)
 
 
 def inertia(

@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from .._checks import check_atol, check_rtol
-from .tolerances import MIN_GAP, default_rank_rtol, gram_floor
+from ..results import RankDecision
+from ..tolerances import MIN_GAP, default_rank_rtol, gram_floor
 
 __all__ = ["RankDecision", "numerical_rank", "null_space", "rank_from_gram"]
 
 REFINE_MARGIN = 100.0
-
-
-@dataclass(frozen=True)
-class RankDecision:
-    """A numerical rank with the evidence behind it.
-
-    Attributes:
-        rank: #{σᵢ > tol}.
-        tol: The cut, max(atol, rtol·σ_max).
-        sigma_max: Largest singular value σ₁.
-        sigma_r: Smallest singular value kept, σ_rank (None when rank = 0).
-        sigma_next: Largest singular value dropped, σ_{rank+1} (None when none is dropped).
-        gap: σ_r / σ_{r+1}; inf at full rank (nothing dropped) or when σ_{r+1} = 0; at rank 0,
-            tol / σ₁ (inf for the zero matrix).
-        method: How the singular values were obtained: "svd", "singular_values", "gram",
-            "gram+svd" or "eigenvalues".
-        decided: True when gap ≥ min_gap and the route resolved the cut.
-        rtol: The relative tolerance used.
-        min_gap: The gap threshold used for ``decided``.
-        reason: Why the decision is not certified ("" when decided).
-    """
-
-    rank: int
-    tol: float
-    sigma_max: float
-    sigma_r: float | None
-    sigma_next: float | None
-    gap: float
-    method: str
-    decided: bool
-    rtol: float = 0.0
-    min_gap: float = MIN_GAP
-    reason: str = ""
-
-    def to_dict(self) -> dict:
-        """Plain-dict form (JSON-ready apart from inf, which the Report serialiser handles)."""
-        return asdict(self)
 
 
 def _decide(
@@ -145,6 +109,7 @@ def rank_from_gram(
     refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eig: tuple[torch.Tensor, torch.Tensor] | None = None,
     singular_values: Callable[[], torch.Tensor] | None = None,
+    trust_above: float | None = None,
 ) -> RankDecision:
     """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
 
@@ -166,6 +131,8 @@ def rank_from_gram(
         refine: Callable U (m, b) ↦ Jᵀ U (n_cols, b).
         eig: Precomputed ``torch.linalg.eigh(K)`` (ascending eigenvalues, eigenvectors).
         singular_values: Callable returning all singular values of J (preferred over refine).
+        trust_above: Re-measure every σ below this too (not only those near the floor), so the
+            refined directions are accurate beyond what K's squared conditioning allows.
 
     Returns:
         A RankDecision with method "gram" or "gram+svd".
@@ -187,15 +154,19 @@ def rank_from_gram(
     # values within a factor REFINE_MARGIN of the floor are re-measured too, so the subspace
     # handed to ``refine`` is separated from the trusted one by a margin
     n_trusted = int((sig > REFINE_MARGIN * floor).sum())
-    if n_trusted == m or first.tol > REFINE_MARGIN * floor:
+    if trust_above is not None and refine is not None:
+        n_trusted = min(n_trusted, int((sig > trust_above).sum()))
+    elif first.tol > REFINE_MARGIN * floor:
         return first  # the cut lies where every singular value is resolved
+    if n_trusted == m:
+        return first
     if singular_values is not None:
         return _decide(singular_values().to(torch.float64), (m, n_cols), dtype, rtol, atol,
                        min_gap, "gram+svd")
     if refine is None:
-        return RankDecision(**{**first.to_dict(), "decided": False,
-                               "reason": f"the cut lies below the Gram floor {floor:.3g}; "
-                                         "no SVD refinement was available"})
+        return dataclasses.replace(first, decided=False,
+                                   reason=f"the cut lies below the Gram floor {floor:.3g}; "
+                                          "no SVD refinement was available")
     Vt = None
     if n_trusted:  # trusted directions first, so the last call of ``refine`` is on U₀
         Vt, _ = torch.linalg.qr(refine(U[:, :n_trusted]).to(torch.float64) / sig[:n_trusted])

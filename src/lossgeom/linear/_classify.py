@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .._checks import check_finite, check_option, check_rtol
 from ..linalg import RankDecision, numerical_rank
-from ..linalg.tolerances import CRITICAL_RTOL
+from ..tolerances import CRITICAL_RTOL
 from ._functional import (
     DifferentialRank,
     FunctionalSpace,

@@ -21,9 +21,9 @@ from torch import Tensor
 from .._checks import generator
 from ..analysis import analyze
 from ..linalg import RankDecision, numerical_rank
-from ..linalg.tolerances import default_rank_rtol
 from ..models import mlp
 from ..problem import Problem
+from ..tolerances import default_rank_rtol
 from ._classify import classify
 from ._functional import functional_space
 from ._objectives import frobenius_loss

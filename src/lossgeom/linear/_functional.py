@@ -13,6 +13,7 @@ NOTE [staircase rank]
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -303,10 +304,17 @@ def _staircase(Ws: Sequence[torch.Tensor], rtol: float | None, parts=None, svals
     d = widths_of(Ws)
     after, before = _partial_products(Ws) if parts is None else parts
     sa, sb = _factor_singular_values(after, before) if svals is None else svals
-    u_dec = tuple(numerical_rank(s, rtol, shape=tuple(A.shape), dtype=torch.float64)
-                  for s, A in zip(sa, after, strict=True))
-    v_dec = tuple(numerical_rank(s, rtol, shape=tuple(B.shape), dtype=torch.float64)
-                  for s, B in zip(sb, before, strict=True))
+    # a product of factors can cancel to round-off: cut it at eps·max(d)·Π‖W_j‖₂ as well, the
+    # size of the rounding errors of the product, so its noise is never counted as rank
+    norms = [float(torch.linalg.matrix_norm(W.to(torch.float64), ord=2)) for W in Ws]
+    unit = torch.finfo(torch.float64).eps * max(d)
+    h = len(Ws)
+    u_dec = tuple(numerical_rank(s, rtol, unit * math.prod(norms[i + 1:]) if i + 1 < h else None,
+                                 shape=tuple(A.shape), dtype=torch.float64)
+                  for i, (s, A) in enumerate(zip(sa, after, strict=True)))
+    v_dec = tuple(numerical_rank(s, rtol, unit * math.prod(norms[:i]) if i > 0 else None,
+                                 shape=tuple(B.shape), dtype=torch.float64)
+                  for i, (s, B) in enumerate(zip(sb, before, strict=True)))
     u = tuple(x.rank for x in u_dec)
     v = tuple(x.rank for x in v_dec)
     rank = sum((u[i] - (u[i - 1] if i else 0)) * v[i] for i in range(len(Ws)))

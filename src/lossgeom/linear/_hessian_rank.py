@@ -34,9 +34,9 @@ import torch
 from .._checks import check_option, check_rtol
 from ..curvature import gauss_newton, hessian, residual_hessian
 from ..linalg import RankDecision, numerical_rank
-from ..linalg.tolerances import default_rank_rtol
 from ..models import ACTIVATIONS, mlp
 from ..problem import Problem
+from ..tolerances import default_rank_rtol
 from ._weights import check_widths
 
 __all__ = [

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.func import grad, vmap
@@ -29,7 +29,7 @@ from torch.func import grad, vmap
 from .._checks import check_rtol, generator
 from ..curvature._hessian import hessian_operator
 from ..problem import Problem
-from ..report import jsonable
+from ..results import Result
 from ._construct import _hidden_indices, core_point, locus_constraints
 from ._locate import _output_hessian_sum
 from ._network import network_layout, optimal_constant
@@ -38,7 +38,7 @@ __all__ = ["AttractionResult", "attraction"]
 
 
 @dataclass(frozen=True)
-class AttractionResult:
+class AttractionResult(Result):
     """Outcome of gradient descent from perturbed core points, per perturbation size.
 
     Attributes:
@@ -71,10 +71,6 @@ class AttractionResult:
     loss_drop: list[float]
     core_loss: list[float]
     per_run: list[list[dict]]
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return jsonable(asdict(self))
 
 
 def _median(values: list[float]) -> float:

@@ -17,17 +17,17 @@ linear in w when n_0 is fixed — the paper's "quadratic" statement holds for i 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .._checks import check_option, check_rtol
-from ..analysis import analyze, is_perfect_fit
+from ..analysis import analyze, perfect_fit
 from ..datasets import random_data
 from ..models import ACTIVATIONS, mlp
 from ..problem import Problem
 from ..reach import fit_last_layer
-from ..report import jsonable
+from ..results import Result
 from ._construct import core_point, locus_constraints, star_point
 from ._lowrank import low_rank_hessian_inertia
 from ._network import network_layout, optimal_constant
@@ -36,7 +36,7 @@ __all__ = ["GrowthRow", "GrowthTable", "growth_formulas", "growth_table"]
 
 
 @dataclass(frozen=True)
-class GrowthRow:
+class GrowthRow(Result):
     """One width w of a growth table.
 
     Attributes:
@@ -63,7 +63,7 @@ class GrowthRow:
 
 
 @dataclass(frozen=True)
-class GrowthTable:
+class GrowthTable(Result):
     """Dimensions and eigenvalue counts of the loci for a list of widths (spec §3.6).
 
     Attributes:
@@ -93,10 +93,6 @@ class GrowthTable:
     codimension_growth: dict
     rows: tuple[GrowthRow, ...]
     notes: list[str]
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return jsonable(asdict(self))
 
 
 def growth_formulas(depth: int, width: int, n_inputs: int, n_outputs: int, n_samples: int,
@@ -169,16 +165,16 @@ def _measure(problem: Problem, depth: int, rtol, seed: int, dense: bool, hints: 
     def at_locus(name: str, theta: torch.Tensor) -> dict:
         if dense:
             h = analyze(problem, theta, rtol=rtol, method="dense").hessian
-            return {"inertia": h.inertia, "tol": h.tol, "gap": h.gap, "decided": h.decided,
+            return {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "decided": h.decided,
                     "method": h.method}
         return low_rank_hessian_inertia(problem, theta, hints[name], rtol, gen=gen)
 
     fitted = fit_last_layer(problem, problem.theta)
-    if is_perfect_fit(problem, problem.outputs(fitted))["holds"]:
+    if perfect_fit(problem, problem.outputs(fitted)).holds:
         rep = analyze(problem, fitted, rtol=rtol, method="dense" if dense else "operator")
-        dims["M"] = N - rep.jacobian["rank"]
+        dims["M"] = N - rep.jacobian.rank
         h = rep.hessian
-        record("M", {"inertia": h.inertia, "tol": h.tol, "gap": h.gap, "decided": h.decided,
+        record("M", {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "decided": h.decided,
                      "method": h.method})
     else:
         dims["M"] = None

@@ -20,7 +20,7 @@ S_i∖C without a closed form); σ'(0) ≠ 0 (otherwise T_i = 0 and S_i∖C is d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import combinations
 
 import torch
@@ -29,9 +29,10 @@ from torch import Tensor
 from .._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
 from ..analysis import DENSE_MAX_N, analyze
 from ..linalg.rank import numerical_rank
-from ..linalg.tolerances import default_rank_rtol
 from ..problem import Problem
-from ..report import Report, jsonable
+from ..report import Report
+from ..results import Result
+from ..tolerances import default_rank_rtol
 from ._construct import locus_constraints, locus_dimension
 from ._lowrank import locus_measurement
 from ._network import Layout, hidden_activations, network_layout, optimal_constant
@@ -40,7 +41,7 @@ __all__ = ["LocusReport", "locate"]
 
 
 @dataclass(frozen=True)
-class LocusReport:
+class LocusReport(Result):
     """Where θ lies among the critical loci of spec §3.3 and what its Hessian should look like.
 
     Attributes:
@@ -102,10 +103,6 @@ class LocusReport:
     measured: dict
     agrees: bool | None
     kind: str
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (inf/nan as strings)."""
-        return jsonable(asdict(self))
 
     @property
     def failed_assumptions(self) -> list[str]:
@@ -197,7 +194,7 @@ def _core_prediction(layout: Layout, problem: Problem, acts: list[Tensor], x: Te
 def _measured(report: Report) -> dict:
     h = report.hessian
     extremes = [abs(v) for v in (h.top_eigenvalues[:1] + h.bottom_eigenvalues[:1])]
-    return {"inertia": list(h.inertia), "tol": h.tol, "gap": h.gap, "rtol": h.rtol,
+    return {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "rtol": h.rtol,
             "decided": h.decided, "method": h.method,
             "max_abs_eigenvalue": max(extremes) if extremes else 0.0,
             "top_eigenvalues": list(h.top_eigenvalues),
@@ -307,7 +304,7 @@ def locate(
     else:
         report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
         loss, grad_norm, criticality, kind = (report.loss, report.grad_norm,
-                                              dict(report.criticality), report.kind)
+                                              report.criticality, report.kind)
         measured, spectrum = _measured(report), report.hessian.spectrum
     agrees = None
     if prediction is not None and None not in measured["inertia"]:
@@ -321,7 +318,7 @@ def locate(
         assumptions=_assumptions(layout, problem), distances=distances, on_tol=on_tol,
         star_layers=star_layers, core_pairs=core_pairs, dead_pairs=dead_pairs, locus=locus,
         locus_dimension=dim, loss=loss, grad_norm=grad_norm,
-        critical=bool(criticality["critical"]), criticality=criticality,
+        critical=criticality.critical, criticality=criticality,
         predicted_critical=pred_crit, predicted_critical_reason=pred_crit_reason,
         prediction=prediction, prediction_reason=reason, measured=measured, agrees=agrees,
         kind=kind,

@@ -21,12 +21,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..analysis import criticality_tolerance, is_perfect_fit
+from ..analysis import classify, criticality, perfect_fit
 from ..curvature._hessian import make_hvp_block
-from ..curvature._jacobian import ntk_gram
+from ..curvature.linearization import linearize
 from ..linalg._inertia import inertia_from_eigenvalues
 from ..linalg.rank import numerical_rank
 from ..problem import Problem
+from ..results import Inertia
 
 __all__ = ["apply_in_chunks", "locus_measurement", "low_rank_hessian_inertia"]
 
@@ -97,20 +98,6 @@ def low_rank_hessian_inertia(problem: Problem, theta: Tensor, rank_hint: int, rt
             "n_hvp": n_hvp, "residual": residual}
 
 
-def _kind(critical: bool, minimizes_c: bool, inertia: list[int]) -> str:
-    """``analyze``'s classification rule (lossgeom.critical) applied to decided counts."""
-    pos, neg, zero = inertia
-    if not critical:
-        return "noncritical"
-    if minimizes_c:
-        return "global_minimum"
-    if neg == 0 and zero == 0:
-        return "strict_local_minimum"
-    if neg > 0 and pos == 0 and zero == 0:
-        return "strict_local_maximum"
-    return "strict_saddle" if neg > 0 else "degenerate"
-
-
 def locus_measurement(problem: Problem, theta: Tensor, rank_hint: int, rtol=None) -> dict:
     """Loss, criticality (``analyze``'s test), low-rank Hessian counts and kind at θ.
 
@@ -124,19 +111,17 @@ def locus_measurement(problem: Problem, theta: Tensor, rank_hint: int, rtol=None
         {loss, grad_norm, criticality {grad_norm, tol, scale, rtol, critical}, measured
         {inertia, tol, gap, rtol, decided, method, n_hvp, residual}, kind}.
     """
-    x = problem.output_fn(theta).detach()
+    lin = linearize(problem, theta, where="locate(problem, theta)", validate=False)
+    x = lin.outputs
     grad_norm = float(torch.linalg.norm(problem.grad(theta)))
-    sigma_max = float(torch.linalg.eigvalsh(ntk_gram(problem, theta))[-1].clamp_min(0.0)) ** 0.5
-    tol, scale, crit_rtol = criticality_tolerance(problem, x, sigma_max)
-    critical = grad_norm <= tol
+    crit = criticality(problem, theta, x, grad_norm, lin.sigma_max)
     low = low_rank_hessian_inertia(problem, theta, rank_hint, rtol)
-    minimizes = is_perfect_fit(problem, x)["holds"] and problem.loss_fn.is_convex
-    return {"loss": float(problem.loss(theta)), "grad_norm": grad_norm,
-            "criticality": {"grad_norm": grad_norm, "tol": tol, "scale": scale, "rtol": crit_rtol,
-                            "critical": critical},
+    minimizes = perfect_fit(problem, x).holds and problem.loss_fn.is_convex
+    counts = Inertia(*low["inertia"], low["tol"], low["gap"], low["rtol"], low["decided"])
+    return {"loss": float(problem.loss(theta)), "grad_norm": grad_norm, "criticality": crit,
             "measured": {**{k: low[k] for k in ("inertia", "tol", "gap", "rtol", "decided",
                                                 "method", "n_hvp", "residual")},
                          "top_eigenvalues": low["top_eigenvalues"],
                          "bottom_eigenvalues": low["bottom_eigenvalues"],
                          "max_abs_eigenvalue": low["max_abs_eigenvalue"]},
-            "kind": _kind(critical, minimizes, low["inertia"])}
+            "kind": classify(crit.critical, minimizes, counts)[0]}

@@ -19,20 +19,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..linalg.tolerances import CRITICAL_RTOL, eps
+from ..layers import describe, sequential_stages
 from ..problem import Problem
+from ..results import Result
+from ..tolerances import CRITICAL_RTOL, eps
 
 __all__ = [
     "ActivationInfo", "Layer", "Layout", "hidden_activations", "network_layout",
     "optimal_constant",
 ]
-
-NON_SMOOTH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.Hardtanh, nn.Hardshrink,
-              nn.Softshrink, nn.Hardsigmoid, nn.Hardswish, nn.ELU, nn.CELU, nn.SELU, nn.Threshold)
-"""Activation modules that are not C^∞ at 0 (a kink, or a jump in a higher derivative)."""
-
-_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Softplus: "softplus",
-          nn.GELU: "gelu", nn.Identity: "linear"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class ActivationInfo:
+class ActivationInfo(Result):
     """What the loci theorems assume of σ, measured on the model's own activation module.
 
     Attributes:
@@ -79,11 +74,6 @@ class ActivationInfo:
     def flat_at_zero(self) -> bool:
         """σ'(0) = 0 (to the dtype's epsilon)."""
         return abs(self.slope_at_zero) <= eps(torch.float64)
-
-    def to_dict(self) -> dict:
-        """Plain-dict form."""
-        return {"name": self.name, "value_at_zero": self.value_at_zero,
-                "slope_at_zero": self.slope_at_zero, "smooth": self.smooth}
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,10 +127,8 @@ def _activation_info(sigma: nn.Module) -> ActivationInfo:
     with torch.enable_grad():
         value = sigma(z)
         (slope,) = torch.autograd.grad(value.sum(), z)
-    name = next((nm for cls, nm in _NAMES.items() if type(sigma) is cls),
-                type(sigma).__name__.lower())
-    return ActivationInfo(name, float(value.detach()[0]), float(slope[0]),
-                          not isinstance(sigma, NON_SMOOTH))
+    kind = describe(sigma)
+    return ActivationInfo(kind.name, float(value.detach()[0]), float(slope[0]), kind.smooth)
 
 
 def network_layout(problem: Problem, where: str) -> Layout:
@@ -163,14 +151,16 @@ def network_layout(problem: Problem, where: str) -> Layout:
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"{where}: the loci functions need an nn.Sequential MLP (Linear, "
                         f"activation, Linear, …), got {type(model).__name__}. {hint}")
-    children = list(model.named_children())
-    linears = [(nm, m) for nm, m in children[0::2]]
-    acts = [m for _, m in children[1::2]]
-    if (not all(isinstance(m, nn.Linear) for _, m in linears)
-            or any(isinstance(m, nn.Linear) for m in acts) or len(children) % 2 == 0):
+    stages = sequential_stages(model)
+    shapes = [type(m).__name__ for m in model]
+    if (not stages or stages[0].prefix or stages[-1].followers
+            or not all(isinstance(st.module, nn.Linear) for st in stages)
+            or not all(len(st.followers) == 1 and describe(st.followers[0]).elementwise
+                       for st in stages[:-1])):
         raise TypeError(f"{where}: the model must alternate nn.Linear and activation modules "
-                        f"and end with nn.Linear; got {[type(m).__name__ for _, m in children]}. "
-                        f"{hint}")
+                        f"and end with nn.Linear; got {shapes}. {hint}")
+    linears = [(st.name, st.module) for st in stages]
+    acts = [st.followers[0] for st in stages[:-1]]
     if len({repr(m) for m in acts}) > 1:
         raise ValueError(f"{where}: the hidden layers use different activations "
                          f"{sorted({repr(m) for m in acts})}; the loci theorems assume one σ. "

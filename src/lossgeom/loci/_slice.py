@@ -17,18 +17,19 @@ L = ‖V Ã − Yᵀ‖²_F is a quadratic function of V (Prop. 5.7) with quadra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_rtol, generator
-from ..analysis import analyze, is_perfect_fit
+from ..analysis import analyze, perfect_fit
 from ..errors import NotCriticalError
 from ..linalg.rank import null_space, numerical_rank
-from ..linalg.tolerances import default_rank_rtol
 from ..problem import Problem
-from ..report import Report, jsonable
+from ..report import Report
+from ..results import Result, internal
+from ..tolerances import default_rank_rtol
 from ._network import Layout, hidden_activations, network_layout
 
 __all__ = ["REGIMES", "SliceReport", "last_layer_slice", "width_regime"]
@@ -70,7 +71,7 @@ def width_regime(widths: list[int] | tuple[int, ...], n_samples: int) -> str:
 
 
 @dataclass(frozen=True)
-class SliceReport:
+class SliceReport(Result):
     """The last-layer slice through θ (spec §3.5); tensors are left out of ``to_dict``.
 
     Attributes:
@@ -144,13 +145,8 @@ class SliceReport:
     semidefinite: bool | None
     isotropic_bound: int
     cor_5_16: dict
-    kernel_basis: Tensor = field(repr=False)
-    line_target: Tensor | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict without the tensors (``kernel_basis``, ``line_target``)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("kernel_basis", "line_target")}
-        return jsonable(d)
+    kernel_basis: Tensor = internal()
+    line_target: Tensor | None = internal(default=None)
 
 
 def _rank_entry(d) -> dict:
@@ -226,7 +222,7 @@ def _decreasing_line(problem: Problem, theta: Tensor, target: Tensor | None, ful
         return None, ("rank Ã < n: the fibre minimum need not be a global minimum (Cor. 5.9 "
                       "needs the full-rank set)")
     x0 = problem.outputs(theta)
-    if is_perfect_fit(problem, x0)["holds"]:
+    if perfect_fit(problem, x0).holds:
         return None, "θ is already a global minimum (perfect fit)"
     L0 = float(problem.loss(theta))
     ts = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
@@ -301,13 +297,13 @@ def last_layer_slice(
     theta = problem.check_theta(where, theta)
     gen = generator(where, rng)
     report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
-    critical = bool(report.criticality["critical"])
+    critical = report.criticality.critical
     if require_critical and not critical:
         raise NotCriticalError(
             f"{where}: θ is not critical (‖∇L‖ = {report.grad_norm:.3g} > tol = "
-            f"{report.criticality['tol']:.3g}); Thm 5.15 is a statement about critical points. "
+            f"{report.criticality.tol:.3g}); Thm 5.15 is a statement about critical points. "
             "Reach one with lossgeom.find_critical_point, or pass require_critical=False.",
-            grad_norm=report.grad_norm, tol=report.criticality["tol"], theta=theta)
+            grad_norm=report.grad_norm, tol=report.criticality.tol, theta=theta)
 
     n, k, N = problem.n_samples, problem.n_outputs, problem.n_params
     h, beta = layout.widths[-2], layout.beta
@@ -324,7 +320,7 @@ def last_layer_slice(
     line, line_reason = _decreasing_line(problem, theta, target, full_rank)
     level = _level_set_check(problem, theta, B, gen, n_probes, float(probe_size))
 
-    inert = report.hessian.inertia
+    inert = report.hessian.inertia.as_list()
     n_zero = inert[2]
     semidef = None if None in inert else (inert[1] == 0 or inert[0] == 0)
     cor = _cor_5_16(critical, semidef, n_zero, dim_ker, report)
@@ -336,7 +332,7 @@ def last_layer_slice(
         regime=width_regime(layout.widths, n), loss=report.loss,
         fibre_quadratic=problem.loss_fn.name == "mse", fibre_minimum=fibre_min, level_set=level,
         decreasing_line=line, decreasing_line_reason=line_reason, critical=critical,
-        grad_norm=report.grad_norm, criticality=dict(report.criticality), inertia=list(inert),
+        grad_norm=report.grad_norm, criticality=report.criticality, inertia=list(inert),
         inertia_tol=report.hessian.tol, inertia_gap=report.hessian.gap,
         inertia_rtol=report.hessian.rtol, n_zero=n_zero, semidefinite=semidef,
         isotropic_bound=2 * dim_ker - N, cor_5_16=cor, kernel_basis=B.to(theta),

@@ -9,7 +9,7 @@ is an isotropic subspace of ∇²L(θ), of dimension m = Σ_k n_{k+1}(n_k − ra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -19,7 +19,8 @@ from ..analysis import analyze
 from ..curvature._hessian import make_hvp_block
 from ..linalg.rank import null_space, numerical_rank
 from ..problem import Problem
-from ..report import Report, jsonable
+from ..report import Report
+from ..results import Result, internal
 from ._lowrank import apply_in_chunks
 from ._network import hidden_activations, network_layout
 
@@ -27,7 +28,7 @@ __all__ = ["WideZeroBound", "wide_zero_bound"]
 
 
 @dataclass(frozen=True)
-class WideZeroBound:
+class WideZeroBound(Result):
     """The project's zero-eigenvalue bound over all layers (spec §3.5).
 
     Mapping-style access ``bound["m"]`` works for the contract's keys m, bound and
@@ -64,21 +65,7 @@ class WideZeroBound:
     bound_semidefinite: int | None
     holds: bool | None
     isotropy_residual: float | None
-    basis: Tensor = field(repr=False)
-
-    def __getitem__(self, key: str):
-        """Field access by name, e.g. ``result["bound"]``.
-
-        Raises:
-            KeyError: For a name that is not a field.
-        """
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict without ``basis``."""
-        return jsonable({k: v for k, v in asdict(self).items() if k != "basis"})
+    basis: Tensor = internal()
 
 
 def wide_zero_bound(
@@ -140,7 +127,7 @@ def wide_zero_bound(
     basis = torch.cat(blocks, dim=1)
     N = layout.n_params
     report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
-    inert = report.hessian.inertia
+    inert = report.hessian.inertia.as_list()
     n_zero = inert[2]
     semidef = None if None in inert else (inert[1] == 0 or inert[0] == 0)
     holds = None if n_zero is None else (n_zero >= 2 * m - N and (not semidef or n_zero >= m))

@@ -7,7 +7,7 @@ N − rank J zero eigenvalues when ∇²ₓC is positive definite (mse, bce).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -15,13 +15,13 @@ from .._checks import DEFAULT_MAX_BYTES
 from ..analysis import analyze
 from ..errors import NotCriticalError
 from ..problem import Problem
-from ..report import jsonable
+from ..results import Result
 
 __all__ = ["SolutionManifold", "solution_manifold"]
 
 
 @dataclass(frozen=True)
-class SolutionManifold:
+class SolutionManifold(Result):
     """Dimension of the global-minimum manifold through an exact fit (spec §3.1).
 
     Attributes:
@@ -53,10 +53,6 @@ class SolutionManifold:
     zeros_match: bool | None
     loss: float
     perfect_fit: dict
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return jsonable(asdict(self))
 
 
 def solution_manifold(problem: Problem, theta: Tensor | None = None, *, rtol: float | None = None,
@@ -90,27 +86,26 @@ def solution_manifold(problem: Problem, theta: Tensor | None = None, *, rtol: fl
     where = "solution_manifold(problem, theta)"
     theta = problem.check_theta(where, theta)
     report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
-    if not report.criticality["critical"]:
+    if not report.criticality.critical:
         raise NotCriticalError(
             f"{where}: θ is not critical (‖∇L‖ = {report.grad_norm:.3g} > tol = "
-            f"{report.criticality['tol']:.3g}), so it is no global minimum. Fit exactly first, "
+            f"{report.criticality.tol:.3g}), so it is no global minimum. Fit exactly first, "
             "e.g. lossgeom.fit_last_layer(problem, theta).", grad_norm=report.grad_norm,
-            tol=report.criticality["tol"], theta=theta)
-    if not report.perfect_fit["holds"]:
+            tol=report.criticality.tol, theta=theta)
+    if not report.perfect_fit.holds:
         raise ValueError(
             f"{where}: θ is critical but not a perfect fit (max residual "
-            f"{report.perfect_fit['max_residual']:.3g} > {report.perfect_fit['tol']:.3g}); the "
+            f"{report.perfect_fit.max_residual:.3g} > {report.perfect_fit.tol:.3g}); the "
             "global-minimum manifold is {x(θ) = y}. Use lossgeom.fit_last_layer or "
             "lossgeom.manifold.walk for the behavior level set.")
     N, nk = problem.n_params, problem.n_samples * problem.n_outputs
-    rank = report.jacobian["rank"]
-    inert = report.hessian.inertia
+    rank = report.jacobian.rank
+    inert = report.hessian.inertia.as_list()
     return SolutionManifold(
         n_params=N, n_outputs_total=nk,
-        rank_jacobian={key: report.jacobian[key] for key in ("rank", "tol", "gap", "decided",
-                                                             "method")},
+        rank_jacobian=report.jacobian,
         dimension=N - rank, generic_dimension=N - nk, generic=rank == min(N, nk),
         n_zero_eigenvalues=inert[2], inertia=list(inert), inertia_tol=report.hessian.tol,
         inertia_gap=report.hessian.gap,
         zeros_match=None if inert[2] is None else inert[2] == N - rank, loss=report.loss,
-        perfect_fit=dict(report.perfect_fit))
+        perfect_fit=report.perfect_fit)

@@ -15,87 +15,42 @@ The walk moves along ker J and pulls back onto the level set:
 3. the step is accepted when the drift is at most ``drift_tol``; otherwise h is halved and the step
    retried; after ``max_halvings`` failures the walk stops and keeps what it has.
 
-Routes for J⁺ and the kernel projector (``WalkRoute``): "dense" uses a thin SVD of J (n·k, N),
-J = U S Vᵀ (through a QR factorisation Jᵀ = Q R and the SVD of the small R, much faster than an
-SVD of the wide J): J⁺r = V S⁻¹ Uᵀ r and v ↦ v − V Vᵀ v (the same subspace as ``null_space(J)``);
-"operator" uses the Gram matrix K = J Jᵀ and the Jacobian operator: J⁺r = Jᵀ K⁺ r and
-v ↦ v − Jᵀ K⁺ J v, never forming J (K squares the conditioning: see NOTE [gram floor]).
+J⁺ and the projector onto ker J come from the ``Linearization`` of each point (NOTE
+[linearization routes] in ``curvature.linearization``): "svd" uses a thin SVD of J, J⁺r = V S⁻¹ Uᵀ r
+and v ↦ v − V Vᵀ v; "gram" uses K = J Jᵀ and the Jacobian operator, with the directions that K's
+squared conditioning would blur re-measured by an SVD of Jᵀ U₀, never forming J.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_option, check_rtol, generator
-from ..analysis import DENSE_MAX_N, analyze, is_perfect_fit
-from ..curvature._jacobian import jacobian, jacobian_operator, ntk_gram
-from ..linalg.rank import RankDecision, null_space, numerical_rank, rank_from_gram
-from ..linalg.tolerances import PERFECT_FIT_RTOL, default_rank_rtol
+from ..analysis import DENSE_MAX_N, analyze, perfect_fit
+from ..curvature.linearization import Linearization, Route, linearize
 from ..problem import Problem
-from ..report import jsonable
+from ..results import RankDecision, Result, internal
+from ..tolerances import PERFECT_FIT_RTOL, default_rank_rtol
 
-__all__ = ["ManifoldWalk", "WalkRoute", "WalkStep", "tangent_basis", "walk"]
-
-
-class WalkRoute(StrEnum):
-    """How J⁺ and the projector onto ker J are applied.
-
-    AUTO: dense while N ≤ ``critical.DENSE_MAX_N`` and J (n·k × N float64) fits ``max_bytes``,
-        operator beyond (at N ≈ 1e5, n·k = 64 the QR of Jᵀ costs more than the Gram products).
-    DENSE: thin SVD of the dense J; most accurate, costs n·k·N memory and (n·k)²N flops.
-    OPERATOR: K = J Jᵀ accumulated blockwise plus JVP/VJP products; J is never whole, but the
-        Gram route loses accuracy for singular values below √eps·σ_max.
-    """
-
-    AUTO = "auto"
-    DENSE = "dense"
-    OPERATOR = "operator"
+__all__ = ["WALK_ROUTES", "ManifoldWalk", "WalkStep", "tangent_basis", "walk"]
 
 
-@dataclass(frozen=True)
-class _Linearization:
-    """J at one θ: its rank decision, J⁺ and the projector onto ker J."""
-
-    rank: RankDecision
-    pinv: Callable[[Tensor], Tensor]
-    project: Callable[[Tensor], Tensor]
+WALK_ROUTES = {"auto": Route.AUTO, "svd": Route.SVD, "gram": Route.GRAM,
+               "dense": Route.SVD, "operator": Route.GRAM}
+"""Routes of the walk's J⁺ and kernel projector ("dense" and "operator" are the older names of
+"svd" and "gram"). "auto" takes svd while N ≤ ``analysis.DENSE_MAX_N`` and J fits ``max_bytes``
+(at N ≈ 1e5, n·k = 64 the QR of Jᵀ costs more than the Gram products), gram beyond."""
 
 
-def _linearize(problem: Problem, theta: Tensor, route: WalkRoute, rank_rtol) -> _Linearization:
-    if route is WalkRoute.DENSE:
-        J = jacobian(problem, theta).to(torch.float64)
-        if J.shape[0] <= J.shape[1]:            # Jᵀ = Q R, R = U_R S V_Rᵀ: J = V_R S (Q U_R)ᵀ
-            Q, R = torch.linalg.qr(J.T)
-            U_R, S, Vh_R = torch.linalg.svd(R)
-            U, V = Vh_R.T, Q @ U_R
-        else:
-            U, S, Vh = torch.linalg.svd(J, full_matrices=False)
-            V = Vh.T
-        dec = numerical_rank(S, rank_rtol, shape=tuple(J.shape), dtype=problem.dtype)
-        r = dec.rank
-        Ur, Sr, Vr = U[:, :r], S[:r], V[:, :r]
-        return _Linearization(
-            RankDecision(**{**dec.to_dict(), "method": "svd"}),
-            lambda res: Vr @ ((Ur.T @ res) / Sr),
-            lambda v: v - Vr @ (Vr.T @ v))
-    K = ntk_gram(problem, theta).to(torch.float64)
-    op = jacobian_operator(problem, theta)
-    lam, U = torch.linalg.eigh(K)
-    dec = rank_from_gram(K, problem.n_params, rank_rtol, dtype=problem.dtype,
-                         refine=op.torch_rmatmat, eig=(lam, U))
-    r = dec.rank
-    Ur, lr = U[:, lam.numel() - r:], lam[lam.numel() - r:]
-
-    def pinv(res: Tensor) -> Tensor:
-        return op.torch_rmatvec(Ur @ ((Ur.T @ res) / lr))
-
-    return _Linearization(dec, pinv, lambda v: v - pinv(op.torch_matvec(v)))
+def _linearize(problem: Problem, theta: Tensor, route: Route, rank_rtol,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> Linearization:
+    return linearize(problem, theta, route=route, rtol=rank_rtol, max_bytes=max_bytes,
+                     where="walk(problem, theta)", validate=False)
 
 
 def tangent_basis(problem: Problem, theta: Tensor | None = None, *,
@@ -124,14 +79,12 @@ def tangent_basis(problem: Problem, theta: Tensor | None = None, *,
         ((3, 1), 2)
     """
     where = "tangent_basis(problem, theta)"
-    check_rtol(where, rtol)
-    theta = problem.check_theta(where, theta)
-    J = jacobian(problem, theta)
-    return null_space(J, rtol), numerical_rank(J, rtol)
+    lin = linearize(problem, theta, route=Route.SVD, rtol=rtol, where=where)
+    return lin.null_space(), lin.decision
 
 
 @dataclass(frozen=True)
-class WalkStep:
+class WalkStep(Result):
     """One accepted point of a walk (step 0 is the start).
 
     Attributes:
@@ -176,7 +129,7 @@ class WalkStep:
 
 
 @dataclass(frozen=True)
-class ManifoldWalk:
+class ManifoldWalk(Result):
     """A walk on the level set {x(θ) = x(θ₀)}; tensors are left out of ``to_dict``.
 
     Attributes:
@@ -214,18 +167,13 @@ class ManifoldWalk:
     rank_constant: bool
     max_drift: float
     max_loss_change: float
-    theta0: Tensor = field(repr=False)
-    theta: Tensor = field(repr=False)
-    path: Tensor | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict without the tensors (``theta0``, ``theta``, ``path``)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("theta0", "theta", "path")}
-        return jsonable(d)
+    theta0: Tensor = internal()
+    theta: Tensor = internal()
+    path: Tensor | None = internal(default=None)
 
 
-def _retract(problem: Problem, theta: Tensor, x0: Tensor, lin: _Linearization,
-             route: WalkRoute, rank_rtol, max_corrections: int, floor: float
+def _retract(problem: Problem, theta: Tensor, x0: Tensor, lin: Linearization,
+             route: Route, rank_rtol, max_corrections: int, floor: float
              ) -> tuple[Tensor, float, int, int]:
     """Corrections θ ← θ − J⁺(x(θ) − x₀) toward the level set; returns (θ, drift, used, refreshes).
 
@@ -294,7 +242,8 @@ def walk(
             pass and one application of J⁺ each).
         max_halvings: Step-size halvings before the walk stops.
         keep_path: Keep every accepted θ in ``path`` (T+1, N).
-        route: "auto", "dense" or "operator" (see ``WalkRoute``).
+        route: "auto", "svd" or "gram" ("dense" and "operator" are accepted aliases; see
+            ``WALK_ROUTES``).
         max_bytes: Memory budget of the dense J.
         progress: Called as progress(done, steps) after each accepted step.
 
@@ -317,7 +266,7 @@ def walk(
     where = "walk(problem, theta)"
     check_rtol(where, rtol)
     check_rtol(where, rank_rtol, "rank_rtol")
-    route_ = WalkRoute(check_option(where, "route", route, [r.value for r in WalkRoute]))
+    route_ = WALK_ROUTES[check_option(where, "route", route, WALK_ROUTES)]
     for name, value, low in (("steps", steps, 0), ("inertia_every", inertia_every, 0),
                              ("max_corrections", max_corrections, 1),
                              ("max_halvings", max_halvings, 0)):
@@ -330,34 +279,34 @@ def walk(
     theta0 = problem.check_theta(where, theta)
     gen = generator(where, rng)
     N, nk = problem.n_params, problem.n_samples * problem.n_outputs
-    if route_ is WalkRoute.AUTO:
+    if route_ is Route.AUTO:
         dense_ok = N <= DENSE_MAX_N and 8 * nk * N <= max_bytes
-        route_ = WalkRoute.DENSE if dense_ok else WalkRoute.OPERATOR
+        route_ = Route.SVD if dense_ok else Route.GRAM
 
     x0_2d = problem.outputs(theta0)
     x0 = x0_2d.reshape(-1).to(torch.float64)
-    fit = is_perfect_fit(problem, x0_2d)
+    fit = perfect_fit(problem, x0_2d)
     tol = drift_tol if drift_tol is not None else PERFECT_FIT_RTOL * max(1.0, float(x0.abs().max()))
     L0 = float(problem.loss(theta0))
     floor = default_rank_rtol((nk,), problem.dtype) * max(1.0, float(torch.linalg.norm(x0)))
-    lin = _linearize(problem, theta0, route_, rank_rtol)
-    if lin.rank.rank >= N:
+    lin = _linearize(problem, theta0, route_, rank_rtol, max_bytes)
+    if lin.rank >= N:
         raise ValueError(f"{where}: ker J = {{0}} at θ₀ (rank J = N = {N}): the level set is a "
                          "single point near θ₀, there is nothing to walk along. Use a wider "
                          "network or fewer samples.")
 
     def inertia_at(th: Tensor) -> tuple[list, float, float | None]:
         h = analyze(problem, th, rtol=rtol, max_bytes=max_bytes).hessian
-        return list(h.inertia), h.tol, h.gap
+        return h.inertia.as_list(), h.tol, h.gap
 
-    def record(i: int, th: Tensor, lin_: _Linearization, h: float, arc: float, used: int,
+    def record(i: int, th: Tensor, lin_: Linearization, h: float, arc: float, used: int,
                refreshes: int, halved: int, measure: bool) -> WalkStep:
         x = problem.output_fn(th).detach().reshape(-1).to(torch.float64)
         loss = float(problem.loss_at(th).detach())
         inert = inertia_at(th) if measure else (None, None, None)
         return WalkStep(i, h, float(torch.linalg.norm(x - x0)), float((x - x0).abs().max()),
-                        loss, loss - L0, lin_.rank.rank, lin_.rank.tol, lin_.rank.gap,
-                        lin_.rank.decided, float(torch.linalg.norm(th - theta0)), arc, used,
+                        loss, loss - L0, lin_.rank, lin_.decision.tol, lin_.decision.gap,
+                        lin_.decision.decided, float(torch.linalg.norm(th - theta0)), arc, used,
                         refreshes, halved, *inert)
 
     records = [record(0, theta0, lin, 0.0, 0.0, 0, 0, 0, inertia_every > 0)]
@@ -365,9 +314,9 @@ def walk(
     current, arc, stopped = theta0.clone(), 0.0, ""
     direction = _fresh_direction(lin, N, gen, theta0)
     for i in range(1, steps + 1):
-        moved = lin.project(direction.to(torch.float64))
+        moved = lin.kernel_project(direction.to(torch.float64))
         if float(torch.linalg.norm(moved)) < 0.5 * float(torch.linalg.norm(direction)):
-            moved = lin.project(_gaussian(N, gen, theta0))
+            moved = lin.kernel_project(_gaussian(N, gen, theta0))
         direction = (moved / torch.linalg.norm(moved)).to(theta0.dtype)
         h, halved = float(step_size), 0
         while True:
@@ -383,7 +332,7 @@ def walk(
             break
         arc += float(torch.linalg.norm(cand - current))
         current = cand
-        lin = _linearize(problem, current, route_, rank_rtol)
+        lin = _linearize(problem, current, route_, rank_rtol, max_bytes)
         measure = inertia_every > 0 and (i % inertia_every == 0 or i == steps)
         records.append(record(i, current, lin, h, arc, used, refreshes, halved, measure))
         if path is not None:
@@ -392,7 +341,7 @@ def walk(
             progress(i, steps)
     return ManifoldWalk(
         n_params=N, n_outputs_total=nk,
-        level_set="solution manifold" if fit["holds"] else "behavior level set",
+        level_set="solution manifold" if fit.holds else "behavior level set",
         perfect_fit=fit, route=route_.value, drift_tol=tol, initial_rank=records[0].rank,
         manifold_dimension=N - records[0].rank, steps=tuple(records), completed=not stopped,
         stopped_reason=stopped, rank_constant=all(r.rank == records[0].rank for r in records),
@@ -406,6 +355,6 @@ def _gaussian(N: int, gen: torch.Generator | None, like: Tensor) -> Tensor:
     return torch.randn(N, generator=gen, dtype=torch.float64).to(like.device)
 
 
-def _fresh_direction(lin: _Linearization, N: int, gen, like: Tensor) -> Tensor:
-    v = lin.project(_gaussian(N, gen, like))
+def _fresh_direction(lin: Linearization, N: int, gen, like: Tensor) -> Tensor:
+    v = lin.kernel_project(_gaussian(N, gen, like))
     return (v / torch.linalg.norm(v)).to(like.dtype)

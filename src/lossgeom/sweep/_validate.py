@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis import Route
+from ..analysis import Method
 from ..datasets import SOURCES
 from ..losses import LOSS_NAMES, REDUCTIONS
 from ..models import ACTIVATIONS
@@ -53,7 +53,7 @@ _SOURCE_DIMS = {"cube": (3, 1), "iris": (4, 3), "digits": (64, 10)}
 
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "activation": ACTIVATIONS, "source": SOURCES + ("FILE.npz",), "loss": LOSS_NAMES,
-    "reduction": REDUCTIONS, "target": TARGET_POINTS, "method": tuple(r.value for r in Route),
+    "reduction": REDUCTIONS, "target": TARGET_POINTS, "method": tuple(m.value for m in Method),
     "polish": POLISH,
 }
 

@@ -51,7 +51,7 @@ from oracles import (
 )
 
 import lossgeom as lg
-from lossgeom.analysis import criticality_tolerance, is_perfect_fit
+from lossgeom.analysis import criticality, perfect_fit
 from lossgeom.errors import DenseTooLargeError
 
 F64 = torch.float64
@@ -99,8 +99,8 @@ def test_report_numbers_match_independent_computations():
     assert r.output_grad_norm == pytest.approx(float(problem.output_grad(theta).norm()), rel=1e-12)
     J = reference_jacobian(problem.output_fn, theta)
     s = torch.linalg.svdvals(J)
-    assert r.jacobian["sigma_max"] == pytest.approx(float(s[0]), rel=1e-10)
-    assert r.behavior_manifold_dim == r.n_params - r.jacobian["rank"] == 22 - 6
+    assert r.jacobian.sigma_max == pytest.approx(float(s[0]), rel=1e-10)
+    assert r.behavior_manifold_dim == r.n_params - r.jacobian.rank == 22 - 6
     lam = torch.linalg.eigvalsh(reference_hessian(problem.loss_at, theta))
     top, bottom = r.hessian.top_eigenvalues, r.hessian.bottom_eigenvalues
     assert len(top) == len(bottom) == 10
@@ -116,14 +116,14 @@ def test_criticality_test_is_the_documented_rule():
     r = lg.analyze(problem, theta)
     c = r.criticality
     x = problem.outputs(theta)
-    tol, scale, rtol = criticality_tolerance(problem, x, r.jacobian["sigma_max"])
-    assert (c["tol"], c["scale"], c["rtol"]) == pytest.approx((tol, scale, rtol))
-    assert c["tol"] == pytest.approx(c["rtol"] * c["scale"])
+    again = criticality(problem, theta, x, r.grad_norm, r.jacobian.sigma_max)
+    assert (c.tol, c.scale, c.rtol) == pytest.approx((again.tol, again.scale, again.rtol))
+    assert c.tol == pytest.approx(c.rtol * c.scale) and c.floor < c.tol
     # scale = σ_max(J)·max(‖∇ₓC(x)‖, ‖∇ₓC(x_ref)‖), x_ref = 0 for mse: ‖2y‖
-    expected_scale = r.jacobian["sigma_max"] * max(float(problem.output_grad(theta).norm()),
+    expected_scale = r.jacobian.sigma_max * max(float(problem.output_grad(theta).norm()),
                                                    float((2 * problem.targets).norm()))
-    assert c["scale"] == pytest.approx(expected_scale, rel=1e-12)
-    assert c["critical"] is False and r.kind == "noncritical"
+    assert c.scale == pytest.approx(expected_scale, rel=1e-12)
+    assert c.critical is False and r.kind == "noncritical"
 
 
 # -- spec §7 oracles -------------------------------------------------------------------------------
@@ -133,13 +133,13 @@ def test_tanh_361_exact_fit_inertia(method):
     problem, theta = tanh_361_exact_fit()
     r = lg.analyze(problem, theta, method=method)
     assert r.n_params == 24
-    assert r.jacobian["rank"] == 4 and r.jacobian["decided"]
+    assert r.jacobian.rank == 4 and r.jacobian.decided
     assert tuple(r.hessian.inertia) == INERTIA_361_EXACT_FIT
     assert r.hessian.decided and r.hessian.rank == 4
     assert r.kind == "global_minimum"
     assert r.behavior_manifold_dim == 20
-    assert r.rank_identity["predicted"] is True and r.rank_identity["holds"] is True
-    assert r.perfect_fit["holds"] and r.criticality["critical"]
+    assert r.rank_identity.predicted is True and r.rank_identity.holds is True
+    assert r.perfect_fit.holds and r.criticality.critical
 
 
 @pytest.mark.parametrize("name", sorted(EXACT_FIT_MSE))
@@ -149,10 +149,10 @@ def test_mse_perfect_fit_rank_hessian_equals_rank_jacobian(name):
     r = lg.analyze(problem, theta)
     J = reference_jacobian(problem.output_fn, theta)
     rank_j = svd_rank(J, 1e-9)
-    assert r.jacobian["rank"] == rank_j
+    assert r.jacobian.rank == rank_j
     assert r.hessian.inertia == [rank_j, 0, problem.n_params - rank_j]
     assert eigenvalue_signs(2 * J.T @ J) == tuple(r.hessian.inertia)
-    assert r.rank_identity == {**r.rank_identity, "predicted": True, "holds": True}
+    assert r.rank_identity.predicted is True and r.rank_identity.holds is True
 
 
 def test_tanh_251_exact_fit_matches_spec():
@@ -168,12 +168,12 @@ def test_relu_dead_pattern_example(method):
     J = reference_jacobian(problem.output_fn, theta)
     assert torch.equal(J[2], J[3])                     # identical behavioral gradients
     r = lg.analyze(problem, theta, method=method)
-    assert r.jacobian["rank"] == RELU_DEAD_RANK_J and r.jacobian["decided"]
+    assert r.jacobian.rank == RELU_DEAD_RANK_J and r.jacobian.decided
     assert tuple(r.hessian.inertia) == RELU_DEAD_INERTIA
     assert r.behavior_manifold_dim == 13 - 3
     assert r.kind == "global_minimum"
     if method != "dense":      # n·k = 4 < N = 13: the Gram cut falls below the floor → refined
-        assert r.jacobian["method"] == "gram+svd"
+        assert r.jacobian.method == "gram+svd"
 
 
 @pytest.mark.parametrize("method", ["auto", "dense", "operator"])
@@ -181,13 +181,13 @@ def test_softmax_soft_label_fit_rank_drops_by_n(method):
     """Spec §6.4 / §7 row 14: rank J = 6, rank ∇²L = rank J − n = 4; rank identity not predicted."""
     problem, theta = softmax_soft_label_fit()
     r = lg.analyze(problem, theta, method=method)
-    assert r.jacobian["rank"] == SOFTMAX_SOFT_FIT_RANK_J
-    assert r.hessian.rank == SOFTMAX_SOFT_FIT_RANK_H == r.jacobian["rank"] - problem.n_samples
+    assert r.jacobian.rank == SOFTMAX_SOFT_FIT_RANK_J
+    assert r.hessian.rank == SOFTMAX_SOFT_FIT_RANK_H == r.jacobian.rank - problem.n_samples
     assert r.hessian.inertia == [4, 0, 29]
-    assert r.gauss_newton["rank"] == 4
+    assert r.gauss_newton.rank == 4
     assert r.kind == "global_minimum"
-    assert r.rank_identity["predicted"] is False and r.rank_identity["holds"] is False
-    assert "softmax_ce" in r.rank_identity["reason"]
+    assert r.rank_identity.predicted is False and r.rank_identity.holds is False
+    assert "softmax_ce" in r.rank_identity.reason
 
 
 def test_softmax_onehot_random_point_ranks():
@@ -195,14 +195,14 @@ def test_softmax_onehot_random_point_ranks():
     problem, theta = softmax_onehot_random_point()
     for rtol in (None, SPEC_INERTIA_RTOL):
         r = lg.analyze(problem, theta, rtol=rtol)
-        assert r.jacobian["rank"] == SOFTMAX_ONEHOT_RANK_J
-        assert r.gauss_newton["rank"] == SOFTMAX_ONEHOT_RANK_GN
+        assert r.jacobian.rank == SOFTMAX_ONEHOT_RANK_J
+        assert r.gauss_newton.rank == SOFTMAX_ONEHOT_RANK_GN
         assert r.hessian.rank == SOFTMAX_ONEHOT_RANK_H and r.n_params == 33
         assert r.hessian.decided
     pos, neg, _ = eigenvalue_signs(reference_hessian(problem.loss_at, theta))
     assert pos + neg == SOFTMAX_ONEHOT_RANK_H
     assert r.kind == "noncritical"
-    assert r.rank_identity["predicted"] is False
+    assert r.rank_identity.predicted is False
 
 
 def test_deep_linear_hessian_ranks_singh():
@@ -220,8 +220,8 @@ def test_deep_linear_hessian_ranks_singh():
         measured[key] = inert.positive + inert.negative
     assert measured == SINGH_EXPECTED
     r = lg.analyze(problem, theta, rtol=SPEC_INERTIA_RTOL)
-    assert r.hessian.rank == 250 and r.gauss_newton["rank"] == 150
-    assert r.hessian.method == "dense" and r.jacobian["method"] == "svd"
+    assert r.hessian.rank == 250 and r.gauss_newton.rank == 150
+    assert r.hessian.method == "dense" and r.jacobian.method == "svd"
 
 
 def test_spheres_rank_drops_on_the_axis():
@@ -229,9 +229,9 @@ def test_spheres_rank_drops_on_the_axis():
     problem = lg.Problem(spheres_model, SPHERE_CENTRES, torch.zeros(2, 1, dtype=F64),
                          params={"theta": SPHERE_ON_AXIS.clone()})
     on, off = lg.analyze(problem, SPHERE_ON_AXIS), lg.analyze(problem, SPHERE_OFF_AXIS)
-    assert (on.jacobian["rank"], on.behavior_manifold_dim) == (1, 2)
-    assert (off.jacobian["rank"], off.behavior_manifold_dim) == (2, 1)
-    assert on.jacobian["decided"] and off.jacobian["decided"]
+    assert (on.jacobian.rank, on.behavior_manifold_dim) == (1, 2)
+    assert (off.jacobian.rank, off.behavior_manifold_dim) == (2, 1)
+    assert on.jacobian.decided and off.jacobian.decided
 
 
 @pytest.mark.parametrize("inputs", [[1.0, 2.0], [1.0, 2.0, 3.0]])
@@ -241,7 +241,7 @@ def test_information_loss_threshold_example(inputs):
     problem = lg.Problem(info_loss_toy, X, torch.zeros(len(inputs), 1, dtype=F64),
                          params=info_loss_toy_params())
     r = lg.analyze(problem)
-    assert r.jacobian["rank"] == 2 and r.jacobian["decided"]
+    assert r.jacobian.rank == 2 and r.jacobian.decided
 
 
 # -- routes agree pairwise ----------------------------------------------------------------------------
@@ -258,11 +258,11 @@ def test_dense_and_operator_routes_agree(name):
     problem, theta = ALL64[name]()
     dense = lg.analyze(problem, theta, method="dense")
     op = lg.analyze(problem, theta, method="operator")
-    assert dense.jacobian["method"] == "svd"
-    assert op.jacobian["method"] in ("gram", "gram+svd")
-    assert dense.jacobian["rank"] == op.jacobian["rank"]
-    assert dense.jacobian["sigma_max"] == pytest.approx(op.jacobian["sigma_max"], rel=1e-10)
-    assert dense.gauss_newton["rank"] == op.gauss_newton["rank"]
+    assert dense.jacobian.method == "svd"
+    assert op.jacobian.method in ("gram", "gram+svd")
+    assert dense.jacobian.rank == op.jacobian.rank
+    assert dense.jacobian.sigma_max == pytest.approx(op.jacobian.sigma_max, rel=1e-10)
+    assert dense.gauss_newton.rank == op.gauss_newton.rank
     assert dense.kind == op.kind
     assert dense.hessian.method == "dense"
     scale = max(abs(dense.hessian.top_eigenvalues[0]), abs(dense.hessian.bottom_eigenvalues[0]))
@@ -283,8 +283,8 @@ def test_dense_and_operator_routes_agree(name):
         assert op.hessian.n_matvec > 0
     auto = lg.analyze(problem, theta)
     assert auto.hessian.inertia == dense.hessian.inertia
-    assert auto.jacobian["method"] == ("svd" if problem.n_samples * problem.n_outputs
-                                       >= problem.n_params else op.jacobian["method"])
+    assert auto.jacobian.method == ("svd" if problem.n_samples * problem.n_outputs
+                                       >= problem.n_params else op.jacobian.method)
 
 
 def test_auto_gram_route_agrees_with_svd_on_an_ill_conditioned_linear_net():
@@ -293,10 +293,10 @@ def test_auto_gram_route_agrees_with_svd_on_an_ill_conditioned_linear_net():
     X, Y = gaussian(4, 3, seed=8), gaussian(4, 2, seed=108)
     problem = lg.Problem(lg.mlp([3, 2, 2], "linear", bias=False, generator=gen(8)), X, Y)
     dense = lg.analyze(problem, method="dense")
-    assert dense.jacobian["rank"] == 6 and dense.jacobian["decided"]
+    assert dense.jacobian.rank == 6 and dense.jacobian.decided
     auto = lg.analyze(problem)
-    assert auto.jacobian["method"] in ("gram", "gram+svd")
-    assert auto.jacobian["rank"] == 6 and auto.jacobian["decided"]
+    assert auto.jacobian.method in ("gram", "gram+svd")
+    assert auto.jacobian.rank == 6 and auto.jacobian.decided
 
 
 def test_operator_route_when_samples_outnumber_parameters():
@@ -304,8 +304,8 @@ def test_operator_route_when_samples_outnumber_parameters():
     problem = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, Y)
     dense = lg.analyze(problem, method="dense")
     op = lg.analyze(problem, method="operator")
-    assert op.jacobian["rank"] == dense.jacobian["rank"] == 2
-    assert op.gauss_newton["rank"] == 2
+    assert op.jacobian.rank == dense.jacobian.rank == 2
+    assert op.gauss_newton.rank == 2
 
 
 def test_lanczos_route_marks_counts_undecided_away_from_a_fit():
@@ -314,7 +314,7 @@ def test_lanczos_route_marks_counts_undecided_away_from_a_fit():
     assert r.hessian.method == "lanczos"
     assert r.hessian.inertia == [None, None, None] and r.hessian.rank is None
     assert r.hessian.decided is False
-    assert r.rank_identity["holds"] is None
+    assert r.rank_identity.holds is None
     assert r.to_dict()["hessian"]["inertia"] == [None, None, None]
 
 
@@ -333,9 +333,9 @@ def test_dense_method_refuses_over_budget_and_auto_falls_back():
 def test_rtol_is_used_for_every_decision():
     problem, theta = tanh_251_exact_fit()
     r = lg.analyze(problem, theta, rtol=1e-9)
-    assert r.jacobian["rtol"] == r.hessian.rtol == 1e-9
+    assert r.jacobian.rtol == r.hessian.rtol == r.gauss_newton.inertia.rtol == 1e-9
     d = lg.analyze(problem, theta)
-    assert d.jacobian["rtol"] == pytest.approx(max(4, 21) * torch.finfo(F64).eps)
+    assert d.jacobian.rtol == pytest.approx(max(4, 21) * torch.finfo(F64).eps)
     assert d.hessian.rtol == pytest.approx(21 * torch.finfo(F64).eps)
 
 
@@ -344,8 +344,8 @@ def test_float32_twin_agrees_with_float64():
     p64, t64 = tanh_251_exact_fit()
     r32, r64 = lg.analyze(p32, t32), lg.analyze(p64, t64)
     assert r32.dtype == "float32"
-    assert r32.jacobian["rtol"] == pytest.approx(21 * torch.finfo(torch.float32).eps)
-    assert r32.jacobian["rank"] == r64.jacobian["rank"] == 4
+    assert r32.jacobian.rtol == pytest.approx(21 * torch.finfo(torch.float32).eps)
+    assert r32.jacobian.rank == r64.jacobian.rank == 4
     assert r32.hessian.inertia == r64.hessian.inertia
     assert r32.kind == r64.kind == "global_minimum"
     # float32 comparison tolerance (conftest TOL table): rtol 1e-4
@@ -371,8 +371,10 @@ def test_kind_global_minimum_saddle_noncritical_degenerate_minimum_maximum():
     # least squares that cannot interpolate (n = 5 > rank X): critical, not a perfect fit
     deg, t_deg = _linear_least_squares(rank_deficient=True)
     r = lg.analyze(deg, t_deg)
-    assert r.criticality["critical"] and not r.perfect_fit["holds"]
-    assert (r.kind, r.hessian.inertia) == ("degenerate", [2, 0, 1])
+    assert r.criticality.critical and not r.perfect_fit.holds
+    # the minimizers form a line (ker X): a manifold of critical points, certified by the probe
+    assert (r.kind, r.hessian.inertia) == ("nonstrict_local_minimum", [2, 0, 1])
+    assert any("kernel probe" in note for note in r.routes)
     mn, t_mn = _linear_least_squares(rank_deficient=False)
     assert lg.analyze(mn, t_mn).kind == "strict_local_minimum"
     # C = −Σ(x − y)²: concave, H = −2XᵀX
@@ -387,7 +389,7 @@ def test_kind_saddle_found_by_find_critical_point(method):
     problem = lg.Problem(lg.mlp([2, 3, 1], generator=gen(1)), X, Y)
     theta, _ = lg.find_critical_point(problem, target="any")
     r = lg.analyze(problem, theta, method=method)
-    assert r.criticality["critical"]
+    assert r.criticality.critical
     assert r.kind == "strict_saddle"
     lam = torch.linalg.eigvalsh(reference_hessian(problem.loss_at, theta))
     assert float(lam.min()) < 0 < float(lam.max())
@@ -408,11 +410,11 @@ def test_kind_strict_minimum_by_lanczos_extremes():
                          params={"t": torch.zeros(N, dtype=F64)})
     for method in ("operator", "dense"):
         r = lg.analyze(problem, method=method)
-        assert r.criticality["critical"] and not r.perfect_fit["holds"]
+        assert r.criticality.critical and not r.perfect_fit.holds
         assert r.kind == "strict_local_minimum", method
         assert r.hessian.inertia == [N, 0, 0], method
         assert r.hessian.bottom_eigenvalues[0] == pytest.approx(4.0, rel=1e-10)
-        assert r.jacobian["rank"] == 0 and r.behavior_manifold_dim == N
+        assert r.jacobian.rank == 0 and r.behavior_manifold_dim == N
     assert lg.analyze(problem, method="operator").hessian.method == "lanczos"
 
 
@@ -427,14 +429,14 @@ def test_kind_strict_minimum_by_lanczos_extremes():
 def test_rank_identity_predicted_and_measured(case, predicted):
     problem, theta = case()
     r = lg.analyze(problem, theta)
-    assert r.rank_identity["predicted"] is predicted
+    assert r.rank_identity.predicted is predicted
     J = reference_jacobian(problem.output_fn, theta)
     H = reference_hessian(problem.loss_at, theta)
     pos, neg, _ = eigenvalue_signs(H)
-    assert r.rank_identity["holds"] == ((pos + neg) == svd_rank(J, 1e-9))
+    assert r.rank_identity.holds == ((pos + neg) == svd_rank(J, 1e-9))
     if predicted:
-        assert r.rank_identity["holds"] is True
-    assert r.rank_identity["reason"]
+        assert r.rank_identity.holds is True
+    assert r.rank_identity.reason
 
 
 def _ce_prob_with_zero_target():
@@ -454,18 +456,18 @@ def test_rank_identity_ce_prob_zero_target():
     """Spec §1.3 caveat: with a zero target entry ∇²ₓC = diag(y/x²) is singular, so the identity
     is not predicted; holds compares the measured ranks."""
     problem = _ce_prob_with_zero_target()
-    assert is_perfect_fit(problem, problem.outputs())["holds"]
+    assert perfect_fit(problem, problem.outputs()).holds
     r = lg.analyze(problem)
-    assert r.rank_identity["predicted"] is False
-    assert "zero target" in r.rank_identity["reason"]
+    assert r.rank_identity.predicted is False
+    assert "zero target" in r.rank_identity.reason
     J = reference_jacobian(problem.output_fn, problem.theta)
     pos, neg, _ = eigenvalue_signs(reference_hessian(problem.loss_at, problem.theta))
-    assert r.rank_identity["holds"] == ((pos + neg) == svd_rank(J, 1e-9))
+    assert r.rank_identity.holds == ((pos + neg) == svd_rank(J, 1e-9))
 
 
 def test_analyze_default_theta_and_callable_model():
     problem, theta = ALL64["callable_model"]()
     a, b = lg.analyze(problem), lg.analyze(problem, theta)
     assert a.to_dict()["hessian"]["inertia"] == b.to_dict()["hessian"]["inertia"]
-    assert a.jacobian["rank"] == 6 and a.kind == "noncritical"
+    assert a.jacobian.rank == 6 and a.kind == "noncritical"
     assert not math.isnan(a.grad_norm)

@@ -23,7 +23,11 @@ MIN_GAP = 1e3
 to the largest value dropped is at least this (three orders of magnitude)."""
 
 CRITICAL_RTOL = 1e-8
-"""Relative criticality tolerance: ‖∇L‖ ≤ CRITICAL_RTOL · scale (``critical.criticality_tolerance``)."""
+"""Relative criticality tolerance: ‖∇L‖ ≤ CRITICAL_RTOL · scale (``analysis.criticality``)."""
+
+CRITICAL_FLOOR_EPS = 1e3
+"""The criticality floor is CRITICAL_FLOOR_EPS·eps·σ_max(J)²·‖∇²ₓC‖₂·‖θ‖: a thousand times the
+gradient that one rounding of outputs of size σ_max(J)·‖θ‖ produces (``analysis.criticality``)."""
 
 PERFECT_FIT_RTOL = 1e-8
 """Relative perfect-fit tolerance: ‖∇ₓC‖ ≤ PERFECT_FIT_RTOL · output scale."""
@@ -57,9 +61,21 @@ def gram_floor(m: int, sigma_max: float, dtype: torch.dtype = torch.float64) -> 
     return math.sqrt(max(m, 1) * eps(dtype)) * sigma_max
 
 
+GRAM_ACCURACY = 1e-8
+"""Largest relative error m·eps·(σ_max/σ)³ accepted from the Gram route for a kept right singular
+vector Jᵀu/σ of J (NOTE [linearization routes] in ``curvature.linearization``): below the σ where
+it is exceeded, J⁺ and ker J come from an SVD of J (or of Jᵀ U₀) instead."""
+
 COINCIDENCE_RTOL = 1e3
 """Activations hᵢ, hⱼ coincide when ‖hᵢ − hⱼ‖∞ ≤ COINCIDENCE_RTOL · eps(dtype) · max(1, max|h|)."""
 
 NEARBY_RADIUS = 1e-4
 """Relative radius max(1, ‖θ‖∞)·NEARBY_RADIUS of the perturbations that probe whether rank J is
 locally constant."""
+
+KERNEL_PROBE_DIRECTIONS = 8
+"""Directions of ker H probed by the Morse–Bott test of ``analyze`` (all of ker H when smaller)."""
+
+KERNEL_PROBE_STEPS = (1e-2, 1e-3)
+"""Relative step sizes (times max(1, ‖θ‖∞)) of the kernel probe: a quartic direction leaves a
+gradient of about 4h³ ≥ 4e-9 after retraction, far above the criticality tolerance."""

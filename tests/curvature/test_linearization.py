@@ -1,0 +1,101 @@
+"""The Linearization: one rank decision of J, J⁺ and ker J, on every route, against SVD oracles."""
+
+import pytest
+import torch
+
+import lossgeom as lg
+
+F64 = torch.float64
+
+
+def linear_problem(singular_values, d=40, seed=0):
+    """x = X θ with X (n, d) of the given singular values: J = X exactly."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.as_tensor(singular_values, dtype=F64)
+    n = s.numel()
+    U, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    V, _ = torch.linalg.qr(torch.randn(d, n, generator=g, dtype=F64))
+    X = (U * s) @ V.T
+    model = torch.nn.Linear(d, 1, bias=False).double()
+    return lg.Problem(model, X, torch.zeros(n, 1, dtype=F64)), X
+
+
+def held_and_not_held(problem):
+    """The same Linearization with J held (dense) and with only K and J-products in the budget."""
+    m, N = problem.n_samples * problem.n_outputs, problem.n_params
+    held = lg.linearize(problem, route="gram")
+    not_held = lg.linearize(problem, route="gram", max_bytes=8 * m * m + 8 * N * (m - 1))
+    return held, not_held
+
+
+def test_ill_conditioned_null_space_agrees_with_svd():
+    """σ_min/σ_max = 1e-7: ker J from the Linearization matches an SVD null space.
+
+    The projector onto ker J built from raw eigenpairs of K = J Jᵀ (J⁺ = Jᵀ U Λ⁻¹ Uᵀ) loses about
+    eps·cond² of accuracy (here ≈ 2e-3); the Linearization's routes keep eps·cond (the limit any
+    SVD has: two SVD implementations differ by ≈ 2e-10 on this J).
+    """
+    problem, X = linear_problem(torch.logspace(0, -7, 6))
+    Z = lg.null_space(X)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(problem.n_params, generator=g, dtype=F64)
+    exact = Z @ (Z.T @ v)
+    held, not_held = held_and_not_held(problem)
+    assert held.route == "svd" and held.jacobian is not None     # ill-conditioned: SVD of J
+    assert not_held.route == "gram+svd" and not_held.jacobian is None
+    assert held.rank == not_held.rank == 6
+    assert torch.linalg.norm(held.kernel_project(v) - exact) <= 1e-9 * torch.linalg.norm(v)
+    assert torch.linalg.norm(not_held.kernel_project(v) - exact) <= 1e-8 * torch.linalg.norm(v)
+    # the raw Gram-eigenpair projector, for contrast
+    lam, U = torch.linalg.eigh(X @ X.T)
+    raw = v - X.T @ (U @ ((U.T @ (X @ v)) / lam))
+    assert torch.linalg.norm(raw - exact) > 1e-5 * torch.linalg.norm(v)
+
+
+def test_null_space_basis_is_orthonormal_and_in_the_kernel():
+    problem, X = linear_problem(torch.logspace(0, -3, 5), d=12)
+    Z = lg.linearize(problem).null_space()
+    assert Z.shape == (12, 7)
+    assert torch.allclose(Z.T @ Z, torch.eye(7, dtype=F64), atol=1e-13)
+    assert float(torch.linalg.norm(X @ Z)) <= 1e-13
+
+
+@pytest.mark.parametrize("spectrum", [[3.0, 2.0, 1.0, 0.5], [1.0, 1e-2, 1e-4, 0.0]])
+def test_pinv_and_projectors_match_torch_on_every_route(spectrum):
+    problem, X = linear_problem(spectrum, d=15)
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(len(spectrum), generator=g, dtype=F64)
+    v = torch.randn(15, generator=g, dtype=F64)
+    rank = sum(s > 0 for s in spectrum)
+    P = torch.linalg.pinv(X, rtol=1e-10)
+    for lin in (lg.linearize(problem, route="svd"), *held_and_not_held(problem)):
+        assert lin.rank == rank and lin.decision.decided
+        assert torch.allclose(lin.pinv(u), P @ u, atol=1e-9)
+        assert torch.allclose(lin.project(u), X @ (P @ u), atol=1e-10)
+        assert torch.allclose(lin.kernel_project(v), v - P @ (X @ v), atol=1e-9)
+        assert lin.sigma_max == pytest.approx(spectrum[0], rel=1e-12)
+
+
+def test_sigma_max_by_power_iteration_without_a_factorisation():
+    problem, _ = linear_problem([4.0, 1.0, 0.25], d=10)
+    lin = lg.linearize(problem)
+    assert "_factors" not in lin.__dict__
+    assert lin.sigma_max == pytest.approx(4.0, rel=1e-6)      # 30 power iterations, ratio 1/16
+
+
+def test_lsmr_route_solves_without_a_rank_decision():
+    problem, X = linear_problem([2.0, 1.0, 0.5], d=9)
+    lin = lg.linearize(problem, route="lsmr")
+    u = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    assert lin.route == "lsmr"
+    assert torch.allclose(lin.pinv(u), torch.linalg.pinv(X) @ u, atol=1e-8)
+
+
+def test_linearize_rejects_bad_input():
+    problem, _ = linear_problem([1.0, 0.5], d=4)
+    with pytest.raises(ValueError, match="unknown route 'fast'"):
+        lg.linearize(problem, route="fast")
+    with pytest.raises(ValueError, match="rtol must lie in"):
+        lg.linearize(problem, rtol=2.0)
+    with pytest.raises(ValueError, match="theta"):
+        lg.linearize(problem, torch.zeros(3, dtype=F64))
