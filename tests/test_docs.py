@@ -25,7 +25,7 @@ PUBLIC_MODULES = ("lossgeom", "lossgeom.loci", "lossgeom.flows", "lossgeom.linea
                   "lossgeom.manifold", "lossgeom.sweep")
 
 CITATION = re.compile(r"(?<![\w§])(design\s+)?§\s?(\d+(?:\.\d+)?)", re.IGNORECASE)
-ITEM_CITATION = re.compile(r"§\s?7\s+items?\s+(\d+)", re.IGNORECASE)
+ITEM_CITATION = re.compile(r"§\s?7\s+(?:items?|rows?)\s+(\d+)", re.IGNORECASE)
 HEADING = re.compile(r"^(#{1,6})\s+(\d+)(?:\.(\d+))?\s+\S")
 CHECKLIST_ROW = re.compile(r"^\|\s*(\d+)\s*\|")
 
