@@ -25,7 +25,8 @@ PUBLIC_MODULES = ("lossgeom", "lossgeom.loci", "lossgeom.flows", "lossgeom.linea
                   "lossgeom.manifold", "lossgeom.sweep")
 
 CITATION = re.compile(r"(?<![\w§])(design\s+)?§\s?(\d+(?:\.\d+)?)", re.IGNORECASE)
-ITEM_CITATION = re.compile(r"§\s?7\s+(?:items?|rows?)\s+(\d+)", re.IGNORECASE)
+ITEM_CITATION = re.compile(r"§\s?7\s+(?:items?|rows?)\s+(\d+(?:\s*(?:,|and|–|-)\s*\d+)*)",
+                           re.IGNORECASE)
 HEADING = re.compile(r"^(#{1,6})\s+(\d+)(?:\.(\d+))?\s+\S")
 CHECKLIST_ROW = re.compile(r"^\|\s*(\d+)\s*\|")
 
@@ -105,6 +106,15 @@ def _checklist_items() -> list[int]:
     return items
 
 
+def _item_numbers(text: str) -> list[int]:
+    """Item numbers of a checklist citation: "9", "1, 2, 15", "4 and 18", "3–5" (a range)."""
+    items = []
+    for part in re.split(r"\s*(?:,|and)\s*", text):
+        ends = [int(v) for v in re.split(r"\s*[–-]\s*", part) if v]
+        items += list(range(ends[0], ends[-1] + 1))
+    return items
+
+
 def _citations():
     """(file, line number, label) for every theory citation §N or §N.N in the repository."""
     found = []
@@ -153,8 +163,8 @@ def test_every_checklist_citation_resolves_to_a_row_of_section_7():
     cited = []
     for path, text in _text_files():
         for number, line in enumerate(text.splitlines(), 1):
-            cited += [(int(m.group(1)), f"{path.relative_to(ROOT).as_posix()}:{number}")
-                      for m in ITEM_CITATION.finditer(line)]
+            cited += [(item, f"{path.relative_to(ROOT).as_posix()}:{number}")
+                      for m in ITEM_CITATION.finditer(line) for item in _item_numbers(m.group(1))]
     assert cited, "no '§7 item N' citation found: the pattern is broken"
     missing = [(item, where) for item, where in cited if item not in items]
     assert not missing, f"§7 items cited but not in the checklist table: {missing}"
@@ -178,6 +188,13 @@ def test_theory_headings_are_numbered_consistently():
     for top in tops:
         subs = [sub for t, sub in labels if t == top and sub is not None]
         assert subs == list(range(1, len(subs) + 1)), f"§{top} subsections not 1, 2, …: {subs}"
+
+
+def test_item_numbers_of_a_checklist_citation():
+    assert _item_numbers("9") == [9]
+    assert _item_numbers("1, 2, 15") == [1, 2, 15]
+    assert _item_numbers("4 and 18") == [4, 18]
+    assert _item_numbers("3–5") == [3, 4, 5]
 
 
 def test_checklist_items_are_consecutive():
