@@ -1,6 +1,6 @@
 """Curvature benchmarks: costs as ratios to one full-batch gradient, timed in the same run.
 
-Workloads follow the peer baseline (../shared/reference/peer-baseline-2026-11.md): MLPs
+Workloads follow the published peer comparisons (PyHessian, curvlinops, torch.func): MLPs
 64 → w1 → w2 → k with tanh on standardized sklearn digits, MSE (mean over n·k entries), briefly
 trained with Adam; float64 up to N ≈ 1e4, float32 at N ≈ 1e5. Every timed quantity is first
 checked for correctness against a second route. Run: `python benchmarks/curvature.py [--quick]`.

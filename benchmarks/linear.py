@@ -3,11 +3,11 @@
 1. ``classify`` on a depth-4 net with widths ~100 (d_θ ≈ 4e4) at a pure critical point, a
    spurious one and a non-critical point: dμ stays an operator (target < 5 s each); the dense
    Jacobian route it replaces would need d_h·d_0·d_θ·8 bytes.
-2. ``hessian_rank_comparison`` for widths [25, 5, 10, 10], n = 50 (spec §5.3): formula against
+2. ``hessian_rank_comparison`` for widths [25, 5, 10, 10], n = 50 (§5.3): formula against
    measured ranks for linear, tanh and ReLU nets (target < 10 s).
 
 Each timed result is first checked: the operator gradient against autograd, the purity verdicts
-against spec §4.4-§4.6, the linear-net ranks against 150/175/250.
+against §4.4-§4.6, the linear-net ranks against 150/175/250.
 Run: `python benchmarks/linear.py`.
 """
 
@@ -64,7 +64,7 @@ def classification_benchmark() -> list[tuple]:
         ref = autograd_grad_norm(Ws, Q)
         assert abs(c.grad_norm - ref) <= 1e-8 * max(1.0, ref), (c.grad_norm, ref)
         if expected == "pure":
-            assert c.differential_rank == fs.dim  # rank W̄ = r ⇒ dμ maximal (spec §4.3)
+            assert c.differential_rank == fs.dim  # rank W̄ = r ⇒ dμ maximal (§4.3)
         rows.append((name, c.kind, c.rank_product, c.differential_rank, fs.dim, c.grad_norm,
                      c.grad_tol, seconds))
     return rows, fs

@@ -3,7 +3,7 @@
 Targets (issue 6): the growth table with measured counts up to N ≈ 2e4 in under 2 minutes, the
 counts beyond N = 5e3 from the Gram / Gauss–Newton / low-rank operator routes (no dense N × N
 eigendecomposition); one step of ``lossgeom.manifold.walk`` at N ≈ 1e5, n·k = 64 in under 2 s.
-Correctness first: every measured count must equal its spec §3.6 formula, and the walk must keep
+Correctness first: every measured count must equal its §3.6 formula, and the walk must keep
 its outputs within drift_tol with rank J constant. Times are also given as ratios to one
 full-batch gradient, and the low-rank route is compared with the dense route at the same N.
 Run: `python benchmarks/loci.py [--quick]`.

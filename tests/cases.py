@@ -5,7 +5,7 @@ and autograd oracles stay cheap. Cases are built once and cached; each call retu
 of θ, so a test may modify the θ it receives. Problems hold no mutable state that the library
 changes, so sharing them between tests is safe.
 
-Spec references (``/work/shared/spec/math.md``) are given where a case reproduces a worked example.
+Spec references (docs/theory.md) are given where a case reproduces a worked example.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def tiny_tanh_exact_fit() -> Case:
 
 @_cached
 def tanh_361_exact_fit() -> Case:
-    """Spec §3.1 / §7 row 5: tanh 3-6-1 without bias (N = 24), n = 4, exact fit; inertia (4, 0, 20)."""
+    """§3.1 / §7 row 5: tanh 3-6-1 without bias (N = 24), n = 4, exact fit; inertia (4, 0, 20)."""
     X, Y = gaussian(4, 3, seed=0), gaussian(4, 1, seed=1)
     problem = lg.Problem(lg.mlp([3, 6, 1], bias=False, generator=gen(2)), X, Y)
     return problem, fit_last_layer(problem)
@@ -65,7 +65,7 @@ def tanh_361_exact_fit() -> Case:
 
 @_cached
 def tanh_251_exact_fit() -> Case:
-    """Spec §6.1: tanh 2-5-1 with biases (N = 21), n = 4, exact fit; ∇²L = 2GGᵀ, inertia (4, 0, 17)."""
+    """§6.1: tanh 2-5-1 with biases (N = 21), n = 4, exact fit; ∇²L = 2GGᵀ, inertia (4, 0, 17)."""
     X, Y = gaussian(4, 2, seed=20), gaussian(4, 1, seed=21)
     problem = lg.Problem(lg.mlp([2, 5, 1], generator=gen(22)), X, Y)
     return problem, fit_last_layer(problem)
@@ -81,7 +81,7 @@ def bias_output_exact_fit() -> Case:
 
 @_cached
 def relu_dead_pattern() -> Case:
-    """Spec §6.2: ReLU 2-3-1 with biases (N = 13); inputs 3 and 4 share the all-dead pattern.
+    """§6.2: ReLU 2-3-1 with biases (N = 13); inputs 3 and 4 share the all-dead pattern.
 
     W₁ = [[1, 0], [0, 1], [1, 1]], b₁ = 0, W₂ = (1, −2, .5), b₂ = .3; the targets are the outputs
     (an exact fit). rank G = 3 (not 4) and the inertia at the fit is (3, 0, 10).
@@ -124,10 +124,10 @@ def linear_net() -> Case:
     return problem, problem.theta
 
 
-# -- softmax cross-entropy on logits (spec §6.4) ---------------------------------------------------
+# -- softmax cross-entropy on logits (§6.4) ---------------------------------------------------
 @_cached
 def softmax_soft_label_fit() -> Case:
-    """Spec §6.4: tanh 2-5-3 with biases (N = 33), n = 2, soft labels fitted exactly.
+    """§6.4: tanh 2-5-3 with biases (N = 33), n = 2, soft labels fitted exactly.
 
     softmax(f(xᵢ)) = yᵢ; rank J = 6 and rank ∇²L = rank J − n = 4.
     """
@@ -139,7 +139,7 @@ def softmax_soft_label_fit() -> Case:
 
 @_cached
 def softmax_onehot_random_point() -> Case:
-    """Spec §6.4: tanh 2-5-3 (N = 33), n = 2, integer labels, random point.
+    """§6.4: tanh 2-5-3 (N = 33), n = 2, integer labels, random point.
 
     rank J = 6, Gauss–Newton rank 4, full Hessian rank 22 of 33.
     """
@@ -243,11 +243,11 @@ def float32_exact_fit() -> Case:
     return problem, theta64.to(torch.float32)
 
 
-# -- spec §5: deep linear network ------------------------------------------------------------------
+# -- §5: deep linear network ------------------------------------------------------------------
 def deep_linear_singh(widths=(25, 5, 10, 10), n: int = 50, seed: int = 0) -> Case:
-    """Spec §5.3: linear network without bias, Gaussian data, weights N(0, 1/fan_in), MSE-sum.
+    """§5.3: linear network without bias, Gaussian data, weights N(0, 1/fan_in), MSE-sum.
 
-    MSE-sum is 2 × the MSE-half of the spec's setting: ranks are scale-free.
+    MSE-sum is 2 × the MSE-half of the theory's setting: ranks are scale-free.
     """
     g = gen(seed)
     X = torch.randn(n, widths[0], generator=g, dtype=F64)

@@ -1,4 +1,4 @@
-"""Closed forms and independent reference computations, each citing its section of spec/math.md.
+"""Closed forms and independent reference computations, each citing its section of docs/theory.md.
 
 Nothing here calls the code under test: the references use only torch autograd primitives,
 ``torch.linalg`` and the formulas of the spec, so that a test comparing lossgeom with an oracle
@@ -16,32 +16,32 @@ from torch import Tensor
 F64 = torch.float64
 EPS64 = torch.finfo(F64).eps
 
-# -- worked numbers of the oracle checklist (spec §7) ------------------------------------------------
+# -- worked numbers of the oracle checklist (§7) ------------------------------------------------
 INERTIA_361_EXACT_FIT = (4, 0, 20)
-"""Spec §3.1 and §7 row 5: tanh 3-6-1 without bias, n = 4, exact fit: N = 24, inertia (4, 0, 20)."""
+"""§3.1 and §7 row 5: tanh 3-6-1 without bias, n = 4, exact fit: N = 24, inertia (4, 0, 20)."""
 
 INERTIA_251_EXACT_FIT = (4, 0, 17)
-"""Spec §6.1 (numerical check): tanh 2-5-1 with biases, n = 4, exact fit: rank G = 4, inertia (4, 0, 17)."""
+"""§6.1 (numerical check): tanh 2-5-1 with biases, n = 4, exact fit: rank G = 4, inertia (4, 0, 17)."""
 
 RELU_DEAD_RANK_J = 3
 RELU_DEAD_INERTIA = (3, 0, 10)
-"""Spec §6.2 (numerical check): ReLU 2-3-1 dead-pattern example: rank G = 3, inertia (3, 0, 10)."""
+"""§6.2 (numerical check): ReLU 2-3-1 dead-pattern example: rank G = 3, inertia (3, 0, 10)."""
 
 SOFTMAX_SOFT_FIT_RANK_J = 6
 SOFTMAX_SOFT_FIT_RANK_H = 4
-"""Spec §6.4 and §7 row 14: tanh 2-5-3, n = 2, soft-label fit: rank J = 6, rank ∇²L = rank J − n = 4."""
+"""§6.4 and §7 row 14: tanh 2-5-3, n = 2, soft-label fit: rank J = 6, rank ∇²L = rank J − n = 4."""
 
 SOFTMAX_ONEHOT_RANK_J = 6
 SOFTMAX_ONEHOT_RANK_GN = 4
 SOFTMAX_ONEHOT_RANK_H = 22
-"""Spec §6.4: one-hot labels at a random point: rank J = 6, Gauss–Newton rank 4, ∇²L rank 22 of 33."""
+"""§6.4: one-hot labels at a random point: rank J = 6, Gauss–Newton rank 4, ∇²L rank 22 of 33."""
 
 SPEC_INERTIA_RTOL = 1e-9
-"""Spec §1.4: count eigenvalue signs with tolerance 1e-9·max|λ| for float64 autograd Hessians."""
+"""§1.4: count eigenvalue signs with tolerance 1e-9·max|λ| for float64 autograd Hessians."""
 
 
 def singh_hessian_ranks(widths: list[int], data_rank: int, loss: str = "mse") -> dict[str, int]:
-    """Spec §5.2 (Singh et al., code): ranks of H_o, H_f and H_L of a deep linear net, no bias.
+    """§5.2 (Singh et al., code): ranks of H_o, H_f and H_L of a deep linear net, no bias.
 
     q = min(r, K, M₁..M_{L−1}), s = min(r, K); rank H_o = q(r + K − q),
     rank H_f = 2q ΣM_l + 2qs − Lq², rank H_L = 2q ΣM_l + q(r + K) − Lq² (hidden widths only);
@@ -60,12 +60,12 @@ def singh_hessian_ranks(widths: list[int], data_rank: int, loss: str = "mse") ->
 
 
 SINGH_EXPECTED = {"outer": 150, "functional": 175, "total": 250}
-"""Spec §5.3 and §7 row 12: widths [25, 5, 10, 10], n = 50, data rank 25, MSE: 150/175/250 [Q]."""
+"""§5.3 and §7 row 12: widths [25, 5, 10, 10], n = 50, data rank 25, MSE: 150/175/250 [Q]."""
 
 
-# -- loss closed forms (spec §1.3, §2.7, §6.4; per-sample terms summed) --------------------------
+# -- loss closed forms (§1.3, §2.7, §6.4; per-sample terms summed) --------------------------
 def loss_value(name: str, x: Tensor, y: Tensor, reduction: str = "sum") -> Tensor:
-    """C(x, y) from the defining formulas (losses table of spec §0 and §2.7), via torch.nn.functional.
+    """C(x, y) from the defining formulas (losses table of §0 and §2.7), via torch.nn.functional.
 
     mse: Σ(x − y)², mean ÷ n·k; bce: PyTorch binary cross-entropy; ce_prob: −Σ y log x, mean ÷ n;
     softmax_ce: −Σ yᵢᵀ log softmax(xᵢ), mean ÷ n.
@@ -86,7 +86,7 @@ def loss_value(name: str, x: Tensor, y: Tensor, reduction: str = "sum") -> Tenso
 
 
 def loss_output_hessian_blocks(name: str, x: Tensor, y: Tensor, reduction: str = "sum") -> Tensor:
-    """Per-sample blocks of ∇²ₓC (n, k, k) in closed form (spec §1.3, §2.7 Lemma 2.6, §6.4).
+    """Per-sample blocks of ∇²ₓC (n, k, k) in closed form (§1.3, §2.7 Lemma 2.6, §6.4).
 
     mse: 2I; bce: diag(y/x² + (1 − y)/(1 − x)²); ce_prob: diag(y/x²);
     softmax_ce: (Σ_c y_c)(diag p − ppᵀ), p = softmax(x). "mean" scales mse/bce by 1/(n·k) and
@@ -126,7 +126,7 @@ def reference_hessian(loss_fn: Callable[[Tensor], Tensor], theta: Tensor) -> Ten
 
 
 def fd_step(theta: Tensor) -> float:
-    """Design §6: central-difference step h = eps^(1/3) · max(1, ‖θ‖∞)."""
+    """central-difference step h = eps^(1/3) · max(1, ‖θ‖∞)."""
     return EPS64 ** (1 / 3) * max(1.0, float(theta.abs().max()))
 
 
@@ -155,7 +155,7 @@ def relative_error(a: Tensor, b: Tensor) -> float:
 
 
 def eigenvalue_signs(H: Tensor, rtol: float = SPEC_INERTIA_RTOL) -> tuple[int, int, int]:
-    """Spec §1.4: (positive, negative, zero) of a symmetric matrix with tol = rtol·max|λ|."""
+    """§1.4: (positive, negative, zero) of a symmetric matrix with tol = rtol·max|λ|."""
     lam = torch.linalg.eigvalsh(0.5 * (H + H.T))
     tol = rtol * float(lam.abs().max())
     pos, neg = int((lam > tol).sum()), int((lam < -tol).sum())
@@ -163,14 +163,14 @@ def eigenvalue_signs(H: Tensor, rtol: float = SPEC_INERTIA_RTOL) -> tuple[int, i
 
 
 def svd_rank(A: Tensor, rtol: float) -> int:
-    """#{σᵢ > rtol·σ₁} from ``torch.linalg.svdvals`` (spec §1.4; an explicit tolerance)."""
+    """#{σᵢ > rtol·σ₁} from ``torch.linalg.svdvals`` (§1.4; an explicit tolerance)."""
     s = torch.linalg.svdvals(A)
     return int((s > rtol * float(s[0])).sum()) if s.numel() else 0
 
 
-# -- spec §6.1 / §6.2 toy behaviors ---------------------------------------------------------------
+# -- §6.1 / §6.2 toy behaviors ---------------------------------------------------------------
 def spheres_model(params: dict[str, Tensor], centres: Tensor) -> Tensor:
-    """Spec §6.1 (concentric spheres, §7 row 22): fᵢ(θ) = ‖θ − cᵢ‖², one output per centre."""
+    """§6.1 (concentric spheres, §7 row 22): fᵢ(θ) = ‖θ − cᵢ‖², one output per centre."""
     return ((params["theta"][None, :] - centres) ** 2).sum(dim=-1)
 
 
@@ -180,7 +180,7 @@ SPHERE_OFF_AXIS = torch.tensor([0.3, 0.5, -0.2], dtype=F64)      # rank G = 2 (m
 
 
 def info_loss_toy(params: dict[str, Tensor], inputs: Tensor) -> Tensor:
-    """Spec §6.2 threshold example (§7 row 23): f(θ, x) = v tanh(w x) + c."""
+    """§6.2 threshold example (§7 row 23): f(θ, x) = v tanh(w x) + c."""
     return params["v"] * torch.tanh(params["w"] * inputs[:, 0]) + params["c"]
 
 

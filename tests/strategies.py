@@ -1,6 +1,6 @@
 """Hypothesis strategies for matrices with a chosen rank, gap, condition number and inertia.
 
-Design §6: A = U diag(σ) Vᵀ with random orthogonal U, V (QR of a seeded Gaussian matrix, signs
+A = U diag(σ) Vᵀ with random orthogonal U, V (QR of a seeded Gaussian matrix, signs
 fixed) and chosen rank, gap and condition number; symmetric matrices Q diag(λ) Qᵀ with chosen
 inertia and gap. Each strategy returns the matrix together with the values it was built from, so
 a property can assert exact counts.

@@ -1,4 +1,4 @@
-"""analyze → Report: the oracles of spec §7, routes agreeing pairwise, classification, rank identity."""
+"""analyze → Report: the oracles of §7, routes agreeing pairwise, classification, rank identity."""
 
 from __future__ import annotations
 
@@ -126,10 +126,10 @@ def test_criticality_test_is_the_documented_rule():
     assert c.critical is False and r.kind == "noncritical"
 
 
-# -- spec §7 oracles -------------------------------------------------------------------------------
+# -- §7 oracles -------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["auto", "dense", "operator"])
 def test_tanh_361_exact_fit_inertia(method):
-    """Spec §3.1 / §7 row 5: N = 24, rank J = 4, inertia (4, 0, 20), a global minimum."""
+    """§3.1 / §7 row 5: N = 24, rank J = 4, inertia (4, 0, 20), a global minimum."""
     problem, theta = tanh_361_exact_fit()
     r = lg.analyze(problem, theta, method=method)
     assert r.n_params == 24
@@ -144,7 +144,7 @@ def test_tanh_361_exact_fit_inertia(method):
 
 @pytest.mark.parametrize("name", sorted(EXACT_FIT_MSE))
 def test_mse_perfect_fit_rank_hessian_equals_rank_jacobian(name):
-    """Spec §1.3, §6.1 Claim 3 (§7 row 13): ∇²L = 2JᵀJ, so rank H = rank J, inertia (r, 0, N − r)."""
+    """§1.3, §6.1 Claim 3 (§7 row 13): ∇²L = 2JᵀJ, so rank H = rank J, inertia (r, 0, N − r)."""
     problem, theta = EXACT_FIT_MSE[name]()
     r = lg.analyze(problem, theta)
     J = reference_jacobian(problem.output_fn, theta)
@@ -163,7 +163,7 @@ def test_tanh_251_exact_fit_matches_spec():
 
 @pytest.mark.parametrize("method", ["auto", "dense", "operator"])
 def test_relu_dead_pattern_example(method):
-    """Spec §6.2: inputs 3 and 4 give h₁ = 0: rank J = 3 (not 4), inertia (3, 0, 10) at the fit."""
+    """§6.2: inputs 3 and 4 give h₁ = 0: rank J = 3 (not 4), inertia (3, 0, 10) at the fit."""
     problem, theta = relu_dead_pattern()
     J = reference_jacobian(problem.output_fn, theta)
     assert torch.equal(J[2], J[3])                     # identical behavioral gradients
@@ -178,7 +178,7 @@ def test_relu_dead_pattern_example(method):
 
 @pytest.mark.parametrize("method", ["auto", "dense", "operator"])
 def test_softmax_soft_label_fit_rank_drops_by_n(method):
-    """Spec §6.4 / §7 row 14: rank J = 6, rank ∇²L = rank J − n = 4; rank identity not predicted."""
+    """§6.4 / §7 row 14: rank J = 6, rank ∇²L = rank J − n = 4; rank identity not predicted."""
     problem, theta = softmax_soft_label_fit()
     r = lg.analyze(problem, theta, method=method)
     assert r.jacobian.rank == SOFTMAX_SOFT_FIT_RANK_J
@@ -191,7 +191,7 @@ def test_softmax_soft_label_fit_rank_drops_by_n(method):
 
 
 def test_softmax_onehot_random_point_ranks():
-    """Spec §6.4: one-hot labels at a random point: rank J = 6, GN rank 4, ∇²L rank 22 of 33."""
+    """§6.4: one-hot labels at a random point: rank J = 6, GN rank 4, ∇²L rank 22 of 33."""
     problem, theta = softmax_onehot_random_point()
     for rtol in (None, SPEC_INERTIA_RTOL):
         r = lg.analyze(problem, theta, rtol=rtol)
@@ -206,7 +206,7 @@ def test_softmax_onehot_random_point_ranks():
 
 
 def test_deep_linear_hessian_ranks_singh():
-    """Spec §5.3 / §7 row 12: [25, 5, 10, 10], n = 50, data rank 25: H_o/H_f/H_L = 150/175/250,
+    """§5.3 / §7 row 12: [25, 5, 10, 10], n = 50, data rank 25: H_o/H_f/H_L = 150/175/250,
     measured with gauss_newton / residual_hessian / hessian and inertia at rtol 1e-9."""
     problem, theta = deep_linear_singh()
     assert problem.n_params == 275
@@ -225,7 +225,7 @@ def test_deep_linear_hessian_ranks_singh():
 
 
 def test_spheres_rank_drops_on_the_axis():
-    """Spec §6.1 / §7 row 22: rank G = 1 on the x-axis, 2 off it (behavior manifold dim 2 vs 1)."""
+    """§6.1 / §7 row 22: rank G = 1 on the x-axis, 2 off it (behavior manifold dim 2 vs 1)."""
     problem = lg.Problem(spheres_model, SPHERE_CENTRES, torch.zeros(2, 1, dtype=F64),
                          params={"theta": SPHERE_ON_AXIS.clone()})
     on, off = lg.analyze(problem, SPHERE_ON_AXIS), lg.analyze(problem, SPHERE_OFF_AXIS)
@@ -236,7 +236,7 @@ def test_spheres_rank_drops_on_the_axis():
 
 @pytest.mark.parametrize("inputs", [[1.0, 2.0], [1.0, 2.0, 3.0]])
 def test_information_loss_threshold_example(inputs):
-    """Spec §6.2 / §7 row 23: f = v tanh(w x) + c at w = 0: rank G = 2 for {1, 2} and {1, 2, 3}."""
+    """§6.2 / §7 row 23: f = v tanh(w x) + c at w = 0: rank G = 2 for {1, 2} and {1, 2, 3}."""
     X = torch.tensor(inputs, dtype=F64)[:, None]
     problem = lg.Problem(info_loss_toy, X, torch.zeros(len(inputs), 1, dtype=F64),
                          params=info_loss_toy_params())
@@ -253,7 +253,7 @@ ROUTE_CASES = ["tiny_tanh_exact_fit", "tanh_251_exact_fit", "bias_output_exact_f
 
 @pytest.mark.parametrize("name", ROUTE_CASES)
 def test_dense_and_operator_routes_agree(name):
-    """Design §6: Gram vs SVD rank, Gauss–Newton identity vs dense inertia, Lanczos extremes vs
+    """Gram vs SVD rank, Gauss–Newton identity vs dense inertia, Lanczos extremes vs
     dense eigenvalues (~1e-8 relative)."""
     problem, theta = ALL64[name]()
     dense = lg.analyze(problem, theta, method="dense")
@@ -423,7 +423,7 @@ def test_kind_strict_minimum_by_lanczos_extremes():
     (tanh_251_exact_fit, True),          # mse
     (bce_fit, True),                     # bce at a fit
     (ce_prob_fit, True),                 # ce_prob, positive targets, softmax outputs
-    (softmax_soft_label_fit, False),     # softmax_ce: 1 in the kernel of each block (spec §6.4)
+    (softmax_soft_label_fit, False),     # softmax_ce: 1 in the kernel of each block (§6.4)
     (ce_prob_onehot_random_point, False),  # not a fit
 ])
 def test_rank_identity_predicted_and_measured(case, predicted):
@@ -453,7 +453,7 @@ def _ce_prob_with_zero_target():
 
 
 def test_rank_identity_ce_prob_zero_target():
-    """Spec §1.3 caveat: with a zero target entry ∇²ₓC = diag(y/x²) is singular, so the identity
+    """§1.3 caveat: with a zero target entry ∇²ₓC = diag(y/x²) is singular, so the identity
     is not predicted; holds compares the measured ranks."""
     problem = _ce_prob_with_zero_target()
     assert perfect_fit(problem, problem.outputs()).holds

@@ -23,7 +23,7 @@ def test_analyze_json_is_the_report_only():
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["jacobian"]["rank"] == 6
-    assert report["hessian"]["rank"] == 4          # rank J − n (spec §6.4)
+    assert report["hessian"]["rank"] == 4          # rank J − n (§6.4)
     assert report["rank_identity"]["predicted"] is False
 
 

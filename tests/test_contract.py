@@ -1,4 +1,4 @@
-"""Contract suite: every public callable, called with valid and invalid arguments (design §6)."""
+"""Contract suite: every public callable, called with valid and invalid arguments ."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""The demo job, small: files written, the §6.2/§6.4 cases measured as the spec states."""
+"""The demo job, small: files written, the §6.2/§6.4 cases measured as the theory states."""
 
 import json
 

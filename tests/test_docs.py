@@ -270,9 +270,6 @@ def test_outside_reference_scan_detects_each_pattern(tmp_path):
     assert RELATIVE_MD.search("(``../api.md``)") and not RELATIVE_MD.search('"../data.npz"')
 
 
-@pytest.mark.xfail(strict=False, reason="older docstrings and README lines (tests/cases.py, "
-                   "tests/oracles.py, README, benchmarks/curvature.py, 'design §' citations) still "
-                   "point at documents outside the repository until they cite docs/ instead")
 def test_no_file_points_outside_the_repository():
     found = _outside_references()
     assert not found, "references outside the repository:\n" + "\n".join(found)

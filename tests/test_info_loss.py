@@ -1,4 +1,4 @@
-"""information_loss against the constructions of spec §6.2."""
+"""information_loss against the constructions of §6.2."""
 
 import pytest
 import torch
@@ -42,7 +42,7 @@ def test_bound_is_an_upper_bound_on_random_nets():
 
 @pytest.mark.filterwarnings("ignore:rank J changes nearby")
 def test_threshold_example_tanh():
-    """Spec §6.2 threshold: f = v tanh(w x) + c at w = 0; inputs {1,2} rank 2, {1,2,3} rank 2."""
+    """§6.2 threshold: f = v tanh(w x) + c at w = 0; inputs {1,2} rank 2, {1,2,3} rank 2."""
     model = lg.mlp([1, 1, 1], "tanh")
     with torch.no_grad():
         model[0].weight.zero_()

@@ -1,4 +1,4 @@
-"""Every module imports only from its own layer or below (design §1)."""
+"""Every module imports only from its own layer or below (docs/architecture.md)."""
 
 import ast
 from pathlib import Path

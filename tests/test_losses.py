@@ -87,7 +87,7 @@ def test_softmax_ce_integer_labels_equal_one_hot_and_torch_cross_entropy():
 
 
 def test_softmax_block_has_ones_in_its_kernel():
-    """Spec §6.4: each block diag p − ppᵀ kills 1, so ∇²ₓC is singular on logits."""
+    """§6.4: each block diag p − ppᵀ kills 1, so ∇²ₓC is singular on logits."""
     x, y = _data("softmax_ce")
     blocks = Loss("softmax_ce").output_hessian_blocks(x, y)
     ones = torch.ones(N_SAMPLES, K, 1, dtype=F64)
@@ -97,7 +97,7 @@ def test_softmax_block_has_ones_in_its_kernel():
 
 
 def test_spec_worked_example_softmax_output_hessian():
-    """Spec §2.7: x₁ = (1, 0, −1): eigenvalues of H(x₁) = diag σ − σσᵀ are {0, .118553, .370904}."""
+    """§2.7: x₁ = (1, 0, −1): eigenvalues of H(x₁) = diag σ − σσᵀ are {0, .118553, .370904}."""
     x = torch.tensor([[1.0, 0.0, -1.0]], dtype=F64)
     y = torch.tensor([[0.5, 0.3, 0.2]], dtype=F64)
     lam = torch.linalg.eigvalsh(Loss("softmax_ce").output_hessian_blocks(x, y)[0])
@@ -115,8 +115,8 @@ def test_structure_flags():
     zero = torch.tensor([[0.0, 1.0]], dtype=F64)
     assert Loss("mse").hessian_positive_on_fit(zero) and Loss("bce").hessian_positive_on_fit(zero)
     assert Loss("ce_prob").hessian_positive_on_fit(pos)
-    assert not Loss("ce_prob").hessian_positive_on_fit(zero)      # spec §1.3 caveat
-    assert not Loss("softmax_ce").hessian_positive_on_fit(pos)    # spec §6.4
+    assert not Loss("ce_prob").hessian_positive_on_fit(zero)      # §1.3 caveat
+    assert not Loss("softmax_ce").hessian_positive_on_fit(pos)    # §6.4
     assert not custom.hessian_positive_on_fit(pos)
 
 
@@ -131,7 +131,7 @@ def test_fit_residual_vanishes_exactly_at_the_minimiser(name):
     assert float(lf.fit_residual(x_star, y).abs().max()) < 1e-14
     if lf.residual_vanishes_at_fit:
         assert float(lf.output_grad(x_star, y).abs().max()) < 1e-13
-    if name == "softmax_ce":   # a shift by a constant per row is still a minimiser (spec §2.7)
+    if name == "softmax_ce":   # a shift by a constant per row is still a minimiser (§2.7)
         assert float(lf.fit_residual(x_star + 3.0, y).abs().max()) < 1e-14
     step = 0.05 * torch.arange(y.shape[1], dtype=F64)
     x_off = x_star + step if name != "ce_prob" else torch.softmax(torch.log(y) + step, -1)
@@ -139,7 +139,7 @@ def test_fit_residual_vanishes_exactly_at_the_minimiser(name):
 
 
 def test_bce_hessian_positive_for_hard_labels_inside_the_interval():
-    """Spec §1.3: y/p² + (1 − y)/(1 − p)² > 0 for y ∈ {0, 1} and p ∈ (0, 1)."""
+    """§1.3: y/p² + (1 − y)/(1 − p)² > 0 for y ∈ {0, 1} and p ∈ (0, 1)."""
     x = torch.tensor([[0.3, 0.9]], dtype=F64)
     y = torch.tensor([[0.0, 1.0]], dtype=F64)
     d = torch.diagonal(Loss("bce").output_hessian_blocks(x, y)[0])

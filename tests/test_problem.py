@@ -1,4 +1,4 @@
-"""Problem: flat θ, evaluation, validation of every bad input of design §5, checkpoints, and the
+"""Problem: flat θ, evaluation, validation of every bad input of the bad-input rules of docs/routes.md, checkpoints, and the
 caller's model left exactly as it was."""
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def test_with_targets_rejects_non_finite_targets():
         problem.with_targets(torch.full((4, 1), NAN, dtype=F64))
 
 
-# -- bad input (design §5) ----------------------------------------------------------------------
+# -- bad input (docs/routes.md, bad input) ----------------------------------------------------------------------
 def _bad_problem_inputs():
     X, Y = _data()
     X3 = gaussian(4, 2, seed=9)
@@ -374,7 +374,7 @@ def _assert_same(a, b, where):
 
 
 def test_model_is_unchanged_by_every_call(tmp_path):
-    """Design §3.8: state dict, requires_grad, .grad and the training flag stay as given."""
+    """state dict, requires_grad, .grad and the training flag stay as given."""
     bn = nn.BatchNorm1d(3)
     model = nn.Sequential(nn.Linear(2, 3), bn, nn.Tanh(), nn.Linear(3, 1))   # float32 module
     bn.eval()                             # eval BN inside a model whose other modules train

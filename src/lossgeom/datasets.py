@@ -1,4 +1,4 @@
-"""Seeded data sources: Gaussian, the {−1, 1}³ cube of spec §6.3, scikit-learn's digits and iris, .npz.
+"""Seeded data sources: Gaussian, the {−1, 1}³ cube of §6.3, scikit-learn's digits and iris, .npz.
 
 Every loader returns float64 ``(inputs (n, d), targets (n, k))`` tensors; integer class labels
 are one-hot encoded unless ``labels=True``.
@@ -33,7 +33,7 @@ def cube_points() -> Tensor:
 
 
 def cube_split(seed: int = 0, n_train: int = 4) -> tuple[Tensor, Tensor, Tensor]:
-    """Spec §6.3 protocol data: ``n_train`` distinct cube points with {0, 1} labels.
+    """§6.3 protocol data: ``n_train`` distinct cube points with {0, 1} labels.
 
     Returns:
         (train_inputs (n_train, 3), train_targets (n_train, 1), heldout_inputs (8 − n_train, 3)).
@@ -69,7 +69,7 @@ def load_data(source: str, n: int = 4, *, d: int | None = None, k: int | None = 
     """Inputs and targets from a named source or a .npz file.
 
     Args:
-        source: "random" (needs d, k), "cube" (spec §6.3 training split, d = 3, k = 1),
+        source: "random" (needs d, k), "cube" (§6.3 training split, d = 3, k = 1),
             "digits" (d = 64, k = 10), "iris" (d = 4, k = 3), or a path to a .npz file holding
             arrays "inputs" (n, d…) and "targets" (n, k) or (n,).
         n: Number of samples (ignored for .npz files).

@@ -3,14 +3,14 @@
 Split θ = (θ_≤l, θ_>l) at hidden layer l. The gradient of the outputs with respect to θ_>l depends on
 an input only through its activation h_l(x), so the rows of J = [A | B] (A: θ_≤l columns, B: θ_>l
 columns) have at most m_l·k distinct B-parts, m_l the number of distinct activation vectors. Hence
-(spec §6.2)
+(§6.2)
 
     rank J ≤ min(n_rows·k, N, min(N_≤l, (n − n_dead)·k) + min(m_l·k, N_>l)),
 
 where n_dead counts inputs whose every unit at layer l has zero derivative (all-dead ReLU patterns):
 their A-rows vanish too, so dead inputs with coinciding activations have identical rows, and
 n_rows = n − Σ_groups (#dead in the group − 1) counts the distinct rows left. N − rank J is the
-behavior-manifold dimension only where rank J is locally constant (spec §1.2, §6.1); ranks at
+behavior-manifold dimension only where rank J is locally constant (§1.2, §6.1); ranks at
 nearby points are reported.
 """
 
@@ -190,7 +190,7 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     constant = all(r == jac.rank for r in nearby)
     warning = "" if constant else (
         f"rank J changes nearby ({jac.rank} here, {nearby} at distance {radius:.1e}): N − rank J "
-        "is then only an upper bound on the behavior-manifold dimension (spec §1.2)")
+        "is then only an upper bound on the behavior-manifold dimension (§1.2)")
     if warning:
         warnings.warn(warning, stacklevel=2)
     return InfoLossReport(jac.rank, n, infos, jac, nearby, constant, warning)

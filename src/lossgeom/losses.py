@@ -2,7 +2,7 @@
 
 Every named loss is a sum over samples of a per-sample term, so its output-space Hessian ∇²ₓC is
 block-diagonal with one (k, k) block per sample. The blocks decide the Gauss–Newton term and the
-rank identity rank ∇²L = rank J (spec §1.3, §6.4).
+rank identity rank ∇²L = rank J (§1.3, §6.4).
 
 | name        | C(x, y) with reduction="sum"                 | ∇²ₓC block (sum)              |
 |-------------|----------------------------------------------|-------------------------------|

@@ -30,7 +30,7 @@ def _scale(problem, theta):
 
 @pytest.mark.parametrize("name", sorted(ALL64))
 def test_hessian_is_gauss_newton_plus_residual(name):
-    """Spec §1.1: ∇²L = Jᵀ∇²ₓC J + Σₐ ∂C/∂xₐ ∇²xₐ (R is computed independently of H)."""
+    """§1.1: ∇²L = Jᵀ∇²ₓC J + Σₐ ∂C/∂xₐ ∇²xₐ (R is computed independently of H)."""
     problem, theta = ALL64[name]()
     H, G, R = (lg.hessian(problem, theta), lg.gauss_newton(problem, theta),
                lg.residual_hessian(problem, theta))
@@ -41,7 +41,7 @@ def test_hessian_is_gauss_newton_plus_residual(name):
 
 @pytest.mark.parametrize("name", sorted(ALL64))
 def test_gauss_newton_matches_closed_form_output_hessian(name):
-    """G = Jᵀ W J with W from the spec's closed forms for built-in losses, else torch.func.hessian."""
+    """G = Jᵀ W J with W from the theory's closed forms for built-in losses, else torch.func.hessian."""
     problem, theta = ALL64[name]()
     J = reference_jacobian(problem.output_fn, theta)
     x = problem.output_fn(theta).detach()
@@ -65,7 +65,7 @@ def test_gauss_newton_is_psd_for_convex_losses(name):
 
 @pytest.mark.parametrize("name", sorted(EXACT_FIT_MSE))
 def test_mse_perfect_fit_hessian_is_two_JtJ(name):
-    """Spec §6.1 Claim 3 / §7 row 13: at an MSE-sum perfect fit ∇²L = 2JᵀJ and R = 0."""
+    """§6.1 Claim 3 / §7 row 13: at an MSE-sum perfect fit ∇²L = 2JᵀJ and R = 0."""
     problem, theta = EXACT_FIT_MSE[name]()
     J = reference_jacobian(problem.output_fn, theta)
     H = reference_hessian(problem.loss_at, theta)
@@ -76,7 +76,7 @@ def test_mse_perfect_fit_hessian_is_two_JtJ(name):
 
 
 def test_residual_vanishes_at_softmax_soft_label_fit():
-    """Spec §6.4: at softmax(f(xᵢ)) = yᵢ, ∇ₓC = 0 so R = 0 and ∇²L = G."""
+    """§6.4: at softmax(f(xᵢ)) = yᵢ, ∇ₓC = 0 so R = 0 and ∇²L = G."""
     problem, theta = softmax_soft_label_fit()
     R = lg.residual_hessian(problem, theta)
     H = lg.hessian(problem, theta)
@@ -84,7 +84,7 @@ def test_residual_vanishes_at_softmax_soft_label_fit():
 
 
 def test_residual_is_the_dominant_term_for_onehot_softmax():
-    """Spec §6.4: one-hot labels at a random point: G has rank 4, H rank 22 (R dominates)."""
+    """§6.4: one-hot labels at a random point: G has rank 4, H rank 22 (R dominates)."""
     problem, theta = ALL64["softmax_onehot_random_point"]()
     G, R = lg.gauss_newton(problem, theta), lg.residual_hessian(problem, theta)
     g_inert, r_inert = lg.inertia(G, rtol=1e-9), lg.inertia(R, rtol=1e-9)

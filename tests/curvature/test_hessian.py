@@ -36,7 +36,7 @@ def test_gradient_matches_central_differences(name):
 
 @pytest.mark.parametrize("name", sorted(SMOOTH))
 def test_hvp_matches_central_differences_of_gradients(name):
-    """Design §6: H v ≈ (∇L(θ + h v) − ∇L(θ − h v)) / 2h, float64, rtol ≈ 1e-6."""
+    """H v ≈ (∇L(θ + h v) − ∇L(θ − h v)) / 2h, float64, rtol ≈ 1e-6."""
     problem, theta = SMOOTH[name]()
     v = torch.randn(problem.n_params, generator=torch.Generator().manual_seed(7), dtype=F64)
     hv = lg.hvp(problem, theta, v)

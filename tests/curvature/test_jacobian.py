@@ -28,7 +28,7 @@ def test_jacobian_matches_autograd_reference(name):
 
 @pytest.mark.parametrize("name", sorted(SMOOTH))
 def test_jacobian_matches_central_differences(name):
-    """Design §6: central differences in float64, h = eps^(1/3)·max(1, |θ|∞), rtol ≈ 1e-6."""
+    """central differences in float64, h = eps^(1/3)·max(1, |θ|∞), rtol ≈ 1e-6."""
     problem, theta = SMOOTH[name]()
     J = lg.jacobian(problem, theta)
     fd = fd_jacobian(problem.output_fn, theta)
@@ -36,7 +36,7 @@ def test_jacobian_matches_central_differences(name):
 
 
 def test_rows_are_sample_major():
-    """Row block i (k rows) holds the gradients of sample i's outputs (design §1)."""
+    """Row block i (k rows) holds the gradients of sample i's outputs (docs/architecture.md)."""
     problem, theta = tanh_random_point()
     J = lg.jacobian(problem, theta)
     k = problem.n_outputs
@@ -55,7 +55,7 @@ def test_linear_model_jacobian_is_the_data():
 
 
 def test_gradient_is_J_transpose_output_gradient():
-    """Spec §1.1: ∇L = Jᵀ ∇ₓC."""
+    """§1.1: ∇L = Jᵀ ∇ₓC."""
     for name in ("tanh_random_point", "softmax_onehot_random_point", "bce_random_point",
                  "ce_prob_onehot_random_point", "callable_batch_coupled"):
         problem, theta = ALL64[name]()

@@ -1,4 +1,4 @@
-"""Seeded problems for the flow tests (spec §2.4–§2.7 settings)."""
+"""Seeded problems for the flow tests (§2.4–§2.7 settings)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ F64 = torch.float64
 
 
 def toy_model(params, X):
-    """x(θ) = (θ₁θ₂, θ₂θ₃), one output per sample; X = I₂ selects the sample (spec §2.4)."""
+    """x(θ) = (θ₁θ₂, θ₂θ₃), one output per sample; X = I₂ selects the sample (§2.4)."""
     t = params["theta"]
     return (X @ torch.stack([t[0] * t[1], t[1] * t[2]]))[:, None]
 
 
 def toy_problem(y=(2.0, 3.0), theta=(1.0, 1.0, 1.0)) -> lg.Problem:
-    """The worked toy of spec §2.4: K = 3, QN = 2, mse-sum; normalization="sample_mean" gives
-    the spec's C = |x − y|²/(2·2) = ¼|x − y|²."""
+    """The worked toy of §2.4: K = 3, QN = 2, mse-sum; normalization="sample_mean" gives
+    the theory's C = |x − y|²/(2·2) = ¼|x − y|²."""
     return lg.Problem(toy_model, torch.eye(2, dtype=F64), torch.tensor(y, dtype=F64)[:, None],
                       params={"theta": torch.tensor(theta, dtype=F64)})
 

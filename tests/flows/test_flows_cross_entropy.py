@@ -1,4 +1,4 @@
-"""Cross-entropy (spec §2.7, §7 rows 4 and 18): equilibria, conserved sums, Hessians, one-hot labels."""
+"""Cross-entropy (§2.7, §7 rows 4 and 18): equilibria, conserved sums, Hessians, one-hot labels."""
 
 import math
 
@@ -43,7 +43,7 @@ def test_hessians_row18():
 
 
 def test_output_space_flow_converges_on_its_fibre():
-    """J = 𝟙 (x = θ): RK45 to s = 60 reaches x* within 6e-4 (spec §2.7), sums kept exactly."""
+    """J = 𝟙 (x = θ): RK45 to s = 60 reaches x* within 6e-4 (§2.7), sums kept exactly."""
     p = lg.Problem(lambda prm, X: X @ prm["x"].reshape(2, 3), torch.eye(2, dtype=F64), Y,
                    loss="softmax_ce",
                    params={"x": torch.tensor([1.0, 0.0, -1.0, 0.5, 0.5, -2.0], dtype=F64)})

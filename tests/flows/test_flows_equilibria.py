@@ -1,4 +1,4 @@
-"""Shared equilibria across α (spec §2.3, (2.43)) along integrated paths and at an exact minimum."""
+"""Shared equilibria across α (§2.3, (2.43)) along integrated paths and at an exact minimum."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Fields V_α and output velocities: spec §2.2–§2.4 identities and the toy oracles (§7 rows 1, 2, 15, 16)."""
+"""Fields V_α and output velocities: §2.2–§2.4 identities and the toy oracles (§7 rows 1, 2, 15, 16)."""
 
 import math
 
@@ -26,7 +26,7 @@ def test_toy_fields_row2(solver):
 
 
 def test_toy_output_velocities_row15():
-    """§7 row 15 / (2.44): D V_α = −[(1 − α)DDᵀ + α𝟙]∇ₓC on the toy, and the spec's numbers."""
+    """§7 row 15 / (2.44): D V_α = −[(1 − α)DDᵀ + α𝟙]∇ₓC on the toy, and the theory's numbers."""
     p = toy_problem()
     K = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=F64)
     gx = torch.tensor([-0.5, -1.0], dtype=F64)

@@ -1,4 +1,4 @@
-"""Output metrics (2.44) and the bundle metric (2.45) on ran J (spec §2.4)."""
+"""Output metrics (2.44) and the bundle metric (2.45) on ran J (§2.4)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Rank loss (spec §2.6, §7 row 17): propagator U(τ), both forms of (2.58), projectors along a path."""
+"""Rank loss (§2.6, §7 row 17): propagator U(τ), both forms of (2.58), projectors along a path."""
 
 import numpy as np
 import pytest

@@ -95,7 +95,7 @@ def _operators(problem, theta):
 
 @pytest.mark.parametrize("name", sorted(ALL64))
 def test_declared_symmetry_and_psd_hold(name):
-    """Design §3.7: uᵀAv = vᵀAu for symmetric operators; vᵀGv ≥ −tol for psd ones."""
+    """uᵀAv = vᵀAu for symmetric operators; vᵀGv ≥ −tol for psd ones."""
     problem, theta = ALL64[name]()
     N = problem.n_params
     g = gen(123)

@@ -70,7 +70,7 @@ def test_operator_with_k_near_n_is_materialised():
 
 @pytest.mark.parametrize("case", [tanh_random_point, softmax_onehot_random_point])
 def test_hessian_extremes_by_lanczos_match_dense(case):
-    """Design §6: Lanczos extremes against dense eigenvalues to ~1e-8 relative."""
+    """Lanczos extremes against dense eigenvalues to ~1e-8 relative."""
     problem, theta = case()
     H = lg.hessian(problem, theta)
     lam = torch.linalg.eigvalsh(H)

@@ -1,1 +1,1 @@
-"""Tests of lossgeom.linear (deep linear networks, spec §4 and §5)."""
+"""Tests of lossgeom.linear (deep linear networks, §4 and §5)."""

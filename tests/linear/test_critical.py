@@ -1,4 +1,4 @@
-"""Pure and spurious critical points, Eckart–Young landscape, bad minima (spec §4.2–§4.8)."""
+"""Pure and spurious critical points, Eckart–Young landscape, bad minima (§4.2–§4.8)."""
 
 import dataclasses
 import json
@@ -14,7 +14,7 @@ from lossgeom import linear as ll
 from lossgeom.report import jsonable
 
 F64 = torch.float64
-SPEC_INERTIA_RTOL = 1e-9  # spec §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians
+SPEC_INERTIA_RTOL = 1e-9  # §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians
 
 
 def loss_of_theta(loss, widths):
@@ -45,7 +45,7 @@ def random_orthogonal(n, seed):
     return torch.as_tensor(q * np.sign(np.diag(r)), dtype=F64)
 
 
-# -- the Eckart–Young landscape (spec §4.6, §7 item 10) ----------------------------------------
+# -- the Eckart–Young landscape (§4.6, §7 item 10) ----------------------------------------
 SIGMA = (4.0, 3.0, 2.0, 1.0)
 
 
@@ -81,7 +81,7 @@ def test_eckart_young_morse_index_equals_hessian_index_on_every_fibre(Q44):
         assert (pos, neg, zero) == pred
     assert ls.loss_at_zero == pytest.approx(30.0)
     theta0 = [torch.zeros(2, 4, dtype=F64), torch.zeros(4, 2, dtype=F64)]
-    assert sign_counts(hessian_eigenvalues(frob, theta0)) == (8, 8, 0)  # spec §4.6: θ = 0
+    assert sign_counts(hessian_eigenvalues(frob, theta0)) == (8, 8, 0)  # §4.6: θ = 0
 
 
 def test_eckart_young_inertia_confirmed_by_analyze_deeper_net():
@@ -158,7 +158,7 @@ def test_eckart_young_rejects_non_finite_q(Q44):
         ll.eckart_young_points(Q44, 2)
 
 
-# -- the weighted-Frobenius bad minimum (spec §4.7, §7 item 11) --------------------------------
+# -- the weighted-Frobenius bad minimum (§4.7, §7 item 11) --------------------------------
 def test_weighted_example_losses_and_hessians():
     ex = ll.weighted_frobenius_example()
     assert not ll.is_filling(ex.widths)
@@ -276,7 +276,7 @@ def test_linear_critical_is_frozen_and_json_ready():
 
 # -- gradient descent: bad minima (non-filling) and purity (filling) ---------------------------
 def test_gd_finds_bad_minimum_in_non_filling_case():
-    """Spec §4.7: a sizable fraction of GD runs ends at the bad minimum L = 1.0; all minima pure."""
+    """§4.7: a sizable fraction of GD runs ends at the bad minimum L = 1.0; all minima pure."""
     res = ll.bad_minima_experiment(runs=40, steps=2000, seed=1)
     minima = {round(c.loss, 6): c for c in res.clusters if c.kind == "minimum"}
     assert set(minima) == {0.5, 1.0}
@@ -290,7 +290,7 @@ def test_gd_finds_bad_minimum_in_non_filling_case():
 
 
 def test_gd_minima_are_pure_and_global_in_filling_case():
-    """Spec §4.5 (T1)/(T2): filling (2, 3, 2) + convex ℓ: every GD minimum is pure and global."""
+    """§4.5 (T1)/(T2): filling (2, 3, 2) + convex ℓ: every GD minimum is pure and global."""
     ex = ll.weighted_frobenius_example()
     res = ll.bad_minima_experiment(runs=30, steps=2000, seed=2, widths=(2, 3, 2), loss=ex.loss)
     assert res.filling and res.n_not_converged == 0 and res.n_bad_minima == 0

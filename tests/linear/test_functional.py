@@ -1,4 +1,4 @@
-"""The product map μ, its differential dμ and the functional space M_r (spec §4.1, §4.3, §4.8)."""
+"""The product map μ, its differential dμ and the functional space M_r (§4.1, §4.3, §4.8)."""
 
 import math
 
@@ -157,7 +157,7 @@ def test_differential_operator_matches_autograd_jacobian():
 @settings(deadline=None, max_examples=200)
 @given(rank_patterns())
 def test_staircase_formula_equals_numerical_rank_of_dmu(pattern):
-    """Spec §4.3 / §7 item 9: Σ(u_i − u_{i−1})v_i = rank dμ on random rank patterns."""
+    """§4.3 / §7 item 9: Σ(u_i − u_{i−1})v_i = rank dμ on random rank patterns."""
     widths, ranks, seed = pattern
     Ws = random_rank_weights(widths, ranks, seed)
     details = ll.differential_rank_details(Ws)
@@ -174,7 +174,7 @@ def test_staircase_formula_equals_numerical_rank_of_dmu(pattern):
     floor = torch.finfo(torch.float64).eps * max(widths) * math.prod(
         float(torch.linalg.matrix_norm(W, ord=2)) for W in Ws)
     e = lg.numerical_rank(ll.product(Ws), atol=floor).rank
-    if e == fs.r:  # rank W̄ = r ⇒ dμ maximal (spec §4.3)
+    if e == fs.r:  # rank W̄ = r ⇒ dμ maximal (§4.3)
         assert details.maximal
     if not fs.filling and e < fs.r:  # non-filling, rank-deficient ⇒ never maximal
         assert not details.maximal
@@ -185,7 +185,7 @@ def test_staircase_formula_equals_numerical_rank_of_dmu(pattern):
 
 
 def test_filling_example_232_has_maximal_rank_at_zero_product():
-    """Spec §4.3: (2,3,2), W_1 = [[1,0],[0,1],[0,0]], W_2 = [[0,0,1],[0,0,2]]: W̄ = 0, rank 4."""
+    """§4.3: (2,3,2), W_1 = [[1,0],[0,1],[0,0]], W_2 = [[0,0,1],[0,0,2]]: W̄ = 0, rank 4."""
     W1 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=F64)
     W2 = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 2.0]], dtype=F64)
     assert ll.is_filling((2, 3, 2))
@@ -221,7 +221,7 @@ def test_filling_predicate():
     assert not ll.is_filling((3, 1, 3)) and not ll.is_filling((4, 2, 3, 4))
 
 
-# -- tangent space of the rank stratum (spec §4.1, §4.8) ---------------------------------------
+# -- tangent space of the rank stratum (§4.1, §4.8) ---------------------------------------
 def test_tangent_projector_properties_and_image_of_dmu():
     Ws = random_rank_weights((4, 2, 5), [2, 2], seed=3)
     Wbar = ll.product(Ws)
@@ -237,7 +237,7 @@ def test_tangent_projector_properties_and_image_of_dmu():
     P = T.operator().materialise()
     assert lg.numerical_rank(P).rank == T.dim
     assert torch.allclose(P, P.T, atol=1e-13)
-    # at rank r the image of dμ is exactly T (spec §4.3): P_T J = J
+    # at rank r the image of dμ is exactly T (§4.3): P_T J = J
     J = jacobian_of_product(Ws)
     assert torch.allclose(P @ J, J, atol=1e-12)
 

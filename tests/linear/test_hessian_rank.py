@@ -1,4 +1,4 @@
-"""Closed-form Hessian ranks of deep linear networks against measured ranks (spec §5)."""
+"""Closed-form Hessian ranks of deep linear networks against measured ranks (§5)."""
 
 import json
 
@@ -71,7 +71,7 @@ def measured_ranks(widths, n, r, loss="mse", bias=False, seed=0):
 
 
 def test_singh_oracle_150_175_250():
-    """Spec §5.3 / §7 item 12 [Q]: widths [25, 5, 10, 10], data rank 25, MSE."""
+    """§5.3 / §7 item 12 [Q]: widths [25, 5, 10, 10], data rank 25, MSE."""
     f = ll.hessian_rank_formula([25, 5, 10, 10], 25)
     assert (f["outer"], f["functional"], f["total"]) == (150, 175, 250)
     assert f["n_params"] == 275 and f["q"] == 5 and f["s"] == 10
@@ -104,7 +104,7 @@ BIAS_CASES = [([4, 3, 2], 10, 4), ([4, 3, 2], 10, 2), ([3, 5, 4, 2], 8, 3), ([6,
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 @pytest.mark.parametrize("widths,n,r", BIAS_CASES, ids=[f"{w}-n{n}-r{r}" for w, n, r in BIAS_CASES])
 def test_formula_equals_measured_with_bias_where_closed_form(widths, n, r, loss):
-    """Spec §5.4 (n > r, so 1 ∉ col X): H_o always; H_f, H_L at depth ≤ 2; None beyond."""
+    """§5.4 (n > r, so 1 ∉ col X): H_o always; H_f, H_L at depth ≤ 2; None beyond."""
     ranks, N = measured_ranks(widths, n, r, loss, bias=True)
     f = ll.hessian_rank_formula(widths, r, loss, bias=True, n_samples=n)
     assert f["n_params"] == N
@@ -131,7 +131,7 @@ def test_formula_consistency(widths, r, loss):
     assert f["k_effective"] == K
     assert 0 <= f["outer"] <= f["n_params"] and 0 <= f["total"] <= f["n_params"]
     q, s = f["q"], f["s"]
-    if len(widths) > 2:  # spec §5.2: rank H_L = rank H_o + rank H_f − q(2s − q)
+    if len(widths) > 2:  # §5.2: rank H_L = rank H_o + rank H_f − q(2s − q)
         assert f["total"] == f["outer"] + f["functional"] - q * (2 * s - q)
     else:
         assert f["functional"] == 0 and f["total"] == f["outer"]
@@ -160,7 +160,7 @@ def test_comparison_linear_agrees_nonlinear_reported_with_tolerance_and_gap():
     assert len(rows) == 9
     for part in ("outer", "functional", "total"):
         lin = rows[("linear", part)]
-        assert lin.agrees and lin.decided and lin.gap > 1e6  # spec §1.4: linear gaps ≳ 1e6
+        assert lin.agrees and lin.decided and lin.gap > 1e6  # §1.4: linear gaps ≳ 1e6
         assert lin.gap_at_formula == pytest.approx(lin.gap)
         for act in ("tanh", "relu"):
             row = rows[(act, part)]

@@ -1,1 +1,1 @@
-"""Tests of lossgeom.loci and lossgeom.manifold (critical loci and solution manifolds, spec §3)."""
+"""Tests of lossgeom.loci and lossgeom.manifold (critical loci and solution manifolds, §3)."""

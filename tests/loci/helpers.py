@@ -1,4 +1,4 @@
-"""Problems of the spec §3 worked examples, built independently of lossgeom.loci."""
+"""Problems of the §3 worked examples, built independently of lossgeom.loci."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import torch
 import lossgeom as lg
 
 F64 = torch.float64
-SPEC_INERTIA_RTOL = 1e-9  # spec §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians
+SPEC_INERTIA_RTOL = 1e-9  # §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians
 
 
 def gaussian_problem(widths, bias=True, activation="tanh", n=5, seed=0, loss="mse"):
-    """mlp(widths) on Gaussian inputs (n, n_0) and targets (n, k), seeded (spec §3.4 setting)."""
+    """mlp(widths) on Gaussian inputs (n, n_0) and targets (n, k), seeded (§3.4 setting)."""
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, widths[0], generator=g, dtype=F64)
     Y = torch.randn(n, widths[-1], generator=g, dtype=F64)
@@ -25,14 +25,14 @@ def dense_spectrum(problem, theta):
 
 
 def signs(lam, rtol=SPEC_INERTIA_RTOL):
-    """(positive, negative, zero) with tol = rtol·max|λ| (spec §1.4)."""
+    """(positive, negative, zero) with tol = rtol·max|λ| (§1.4)."""
     tol = rtol * float(lam.abs().max())
     pos, neg = int((lam > tol).sum()), int((lam < -tol).sum())
     return pos, neg, lam.numel() - pos - neg
 
 
 def xor_problem():
-    """Spec §3.5 row 2: XOR on {0,1}² with labels 0/1, a [2,6,6,1] tanh net with biases."""
+    """§3.5 row 2: XOR on {0,1}² with labels 0/1, a [2,6,6,1] tanh net with biases."""
     X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=F64)
     Y = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=F64)
     return lg.Problem(lg.mlp([2, 6, 6, 1], "tanh", True), X, Y)

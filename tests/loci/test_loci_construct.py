@@ -1,4 +1,4 @@
-"""Star, core and dead-pair constructions, locus dimensions, predictions, bad input (spec §3.3–3.4)."""
+"""Star, core and dead-pair constructions, locus dimensions, predictions, bad input (§3.3–3.4)."""
 
 import math
 
@@ -41,7 +41,7 @@ def pinned_count(widths, layers, bias):
 @given(widths=st.lists(st.integers(1, 6), min_size=3, max_size=6), bias=st.booleans(),
        data=st.data())
 def test_locus_dimension_formula_matches_pinned_coordinates(widths, bias, data):
-    """Spec §3.3 dimension formulas against a direct count on a model's parameters."""
+    """§3.3 dimension formulas against a direct count on a model's parameters."""
     hidden = len(widths) - 2
     r = data.draw(st.integers(1, hidden))
     layers = sorted(data.draw(st.permutations(range(1, hidden + 1)))[:r])
@@ -51,7 +51,7 @@ def test_locus_dimension_formula_matches_pinned_coordinates(widths, bias, data):
 @given(depth=st.integers(2, 6), w=st.integers(1, 9), n0=st.integers(1, 5), k=st.integers(1, 3),
        n=st.integers(1, 8), bias=st.booleans())
 def test_growth_closed_forms_match_general_formula(depth, w, n0, k, n, bias):
-    """Spec §3.6 closed forms (equal hidden widths) against the §3.3 formula."""
+    """§3.6 closed forms (equal hidden widths) against the §3.3 formula."""
     widths = [n0] + [w] * (depth - 1) + [k]
     f = growth_formulas(depth, w, n0, k, n, bias)
     assert f["n_params"] == sum(p.numel() for p in lg.mlp(widths, bias=bias).parameters())
@@ -114,7 +114,7 @@ def test_predicted_spectrum_equals_dense_hessian(widths, bias, i):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softplus"])
 def test_core_eigenvalue_with_nonzero_sigma0(activation):
-    """Spec §3.4(c): σ(0) ≠ 0 (B): the core eigenvalue is 2n(1 + ‖a_{ℓ−1}‖²)."""
+    """§3.4(c): σ(0) ≠ 0 (B): the core eigenvalue is 2n(1 + ‖a_{ℓ−1}‖²)."""
     problem = gaussian_problem([3, 4, 5, 4, 1], bias=True, activation=activation, seed=8)
     theta = core_point(problem, 1, 2, rng=0)
     r = locate(problem, theta, rtol=SPEC_INERTIA_RTOL)
@@ -140,7 +140,7 @@ def test_relu_reports_assumption_instead_of_prediction():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_dead_pair_is_critical_but_not_a_star_point(bias):
-    """Spec §3.3: layers j, j+1 dead with a live output layer: critical, not on S."""
+    """§3.3: layers j, j+1 dead with a live output layer: critical, not on S."""
     problem = gaussian_problem([3, 4, 5, 4, 2], bias=bias, seed=9)
     theta = dead_pair_point(problem, 1, rng=2)
     assert float(problem.unflatten(theta)["6.weight"].abs().min()) > 0.0
@@ -225,7 +225,7 @@ def test_softmax_best_constant_at_infinity_is_refused():
 
 
 def test_attraction_small_perturbations_stay_large_ones_escape():
-    """Spec §3.4(d) experiment: monotone descent; η₀ = 1/‖∇²L(θ_C)‖ = 1/(2n) on a (B) core."""
+    """§3.4(d) experiment: monotone descent; η₀ = 1/‖∇²L(θ_C)‖ = 1/(2n) on a (B) core."""
     from lossgeom.loci import attraction
 
     problem = gaussian_problem([3, 4, 5, 4, 1], seed=4)

@@ -1,4 +1,4 @@
-"""Contract checks for lossgeom.loci and lossgeom.manifold (design §6): θ validation, frozen
+"""Contract checks for lossgeom.loci and lossgeom.manifold : θ validation, frozen
 results, JSON, the caller's model untouched."""
 
 

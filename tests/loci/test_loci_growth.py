@@ -1,4 +1,4 @@
-"""Growth rates of the loci with the width (spec §3.6): formulas against measured counts."""
+"""Growth rates of the loci with the width (§3.6): formulas against measured counts."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Walking on the solution manifold and its dimension (spec §1.2, §3.1)."""
+"""Walking on the solution manifold and its dimension (§1.2, §3.1)."""
 
 import dataclasses
 import json

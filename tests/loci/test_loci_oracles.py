@@ -1,4 +1,4 @@
-"""Spec §7 oracle rows 5–8 and 19–21 (Cooper: global minima, star and core loci, wide nets)."""
+"""§7 oracle rows 5–8 and 19–21 (Cooper: global minima, star and core loci, wide nets)."""
 
 import math
 
@@ -28,7 +28,7 @@ from .helpers import (
 
 
 def test_row5_exact_fit_361_manifold_dimension():
-    """Row 5 (spec §3.1): 3-6-1 tanh, no bias, n = 4, exact fit: N = 24, inertia (4, 0, 20)."""
+    """Row 5 (§3.1): 3-6-1 tanh, no bias, n = 4, exact fit: N = 24, inertia (4, 0, 20)."""
     problem, theta = tanh_361_exact_fit()
     m = solution_manifold(problem, theta, rtol=SPEC_INERTIA_RTOL)
     assert m.n_params == 24 and m.inertia == [4, 0, 20]
@@ -39,13 +39,13 @@ def test_row5_exact_fit_361_manifold_dimension():
 
 @pytest.fixture(scope="module")
 def conv_a():
-    """Convention (A), widths (3,4,5,3,2), n = 5 (spec §3.4 table 2)."""
+    """Convention (A), widths (3,4,5,3,2), n = 5 (§3.4 table 2)."""
     return gaussian_problem([3, 4, 5, 3, 2], bias=False, seed=3)
 
 
 @pytest.fixture(scope="module")
 def conv_b():
-    """Convention (B), widths (3,4,5,4,1), n = 5 (spec §3.4 table 1)."""
+    """Convention (B), widths (3,4,5,4,1), n = 5 (§3.4 table 1)."""
     return gaussian_problem([3, 4, 5, 4, 1], bias=True, seed=4)
 
 
@@ -144,7 +144,7 @@ def test_row21_cor_5_16_fails_for_k_gt_1():
 
 
 def test_slice_row_361_star_point():
-    """Spec §3.5 table, row 3: [3,6,1] (B), n = 4, star point S_1: dim ker Q = 6, (7, 6, 18)."""
+    """§3.5 table, row 3: [3,6,1] (B), n = 4, star point S_1: dim ker Q = 6, (7, 6, 18)."""
     problem = gaussian_problem([3, 6, 1], bias=True, n=4, seed=6)
     s = last_layer_slice(problem, star_point(problem, 1, rng=0), rtol=SPEC_INERTIA_RTOL)
     assert (s.dim_ker_q, s.inertia) == (6, [7, 6, 18])
@@ -152,7 +152,7 @@ def test_slice_row_361_star_point():
 
 
 def test_square_activation_star_points_degenerate():
-    """Spec §3.4: σ = z², (B), (3,4,5,4,1): σ'(0) = 0 makes S_i degenerate, (1, 0, 69)."""
+    """§3.4: σ = z², (B), (3,4,5,4,1): σ'(0) = 0 makes S_i degenerate, (1, 0, 69)."""
     problem = gaussian_problem([3, 4, 5, 4, 1], bias=True, activation="square", seed=4)
     r = locate(problem, star_point(problem, 2, rng=0), rtol=SPEC_INERTIA_RTOL)
     assert r.measured["inertia"] == r.prediction["inertia"] == [1, 0, 69]

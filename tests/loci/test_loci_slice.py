@@ -1,4 +1,4 @@
-"""Last-layer slices and the all-layer isotropic bound (spec §3.5), checked by second routes."""
+"""Last-layer slices and the all-layer isotropic bound (§3.5), checked by second routes."""
 
 import math
 

@@ -55,7 +55,7 @@ def demo_command(
             ft.add_row(f"{f['alpha']:g}", f"{f['t_end']:g}", f"{f['loss_end']:.2e}",
                        f"{f['max_deviation']:.2e}", f"{f['rank_min']}–{f['rank_max']}", f["status"])
         out.print(ft)
-        lt = Table(title="Deep linear network (2,1,2), weighted Frobenius loss (spec §4.7)",
+        lt = Table(title="Deep linear network (2,1,2), weighted Frobenius loss (§4.7)",
                    title_justify="left")
         for col in ("point", "L", "critical", "pure / spurious"):
             lt.add_column(col)

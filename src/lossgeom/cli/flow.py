@@ -24,7 +24,7 @@ from ._common import err, out, print_json, user_errors
 app = typer.Typer(
     name="flow",
     help="Integrate gradient flows (standard, adapted, and the family between) from one start "
-         "and plot their output-space paths (spec §2).",
+         "and plot their output-space paths (§2).",
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -61,7 +61,7 @@ def _parse_normalization(text: str) -> str | float:
 def _build_problem(config: dict, temperature: float | None) -> Problem:
     if config["activation"] == "relu" and temperature is None:
         raise ValueError("--activation relu has no Lipschitz derivative, which the flows need "
-                         "(spec §2.1). Pass --mollify 0.1 (ReLU → softplus with temperature 0.1) "
+                         "(§2.1). Pass --mollify 0.1 (ReLU → softplus with temperature 0.1) "
                          "or --activation softplus.")
     problem = problem_from_config(config)
     if temperature is None:
@@ -118,7 +118,7 @@ def flow(
     loss: str = typer.Option("mse", help="mse | bce | ce_prob | softmax_ce."),
     reduction: str = typer.Option("sum", help="sum | mean (the Problem's loss)."),
     alpha: str = typer.Option("0,0.5,1", help="Comma-separated α in [0, 1]."),
-    time: str = typer.Option("linear", help="linear (τ of spec §2.5, mse only) | natural."),
+    time: str = typer.Option("linear", help="linear (τ of §2.5, mse only) | natural."),
     t_end: float | None = typer.Option(None, help="End time (default: τ = 1 for α = 1 and 0.99 "
                                                   "otherwise; natural: τ(s) = 0.99)."),
     method: str = typer.Option("RK45", help="RK45 | DOP853 | LSODA | euler | rk4."),
@@ -126,7 +126,7 @@ def flow(
     rtol: float = typer.Option(1e-8, help="Relative tolerance of adaptive methods."),
     atol: float = typer.Option(1e-10, help="Absolute tolerance of adaptive methods."),
     n_eval: int = typer.Option(60, help="Records per run."),
-    family: str = typer.Option("field", help="field | metric (spec §2.3)."),
+    family: str = typer.Option("field", help="field | metric (§2.3)."),
     normalization: str = typer.Option("sample_mean", help="sample_mean (C = |x−y|²/(2n)) | "
                                                           "problem | a factor c."),
     on_undecided: str = typer.Option("stop", help="stop | continue when rank J is undecided."),

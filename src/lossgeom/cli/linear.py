@@ -1,4 +1,4 @@
-"""``lossgeom linear``: deep linear networks (spec §4, §5) from the command line.
+"""``lossgeom linear``: deep linear networks (§4, §5) from the command line.
 
 classify      pure vs spurious critical points (the §4.7 example, the Eckart–Young fibres, or
               weights from a file)
@@ -183,7 +183,7 @@ def _classify_table(rows: list[tuple[str, float, LinearCritical]], convention: s
 @app.command()
 def classify(
     example: Annotated[str, typer.Option(
-        help="bad-minimum (spec §4.7) | eckart-young (spec §4.6: Q = diag(4,3,2,1), widths "
+        help="bad-minimum (§4.7) | eckart-young (§4.6: Q = diag(4,3,2,1), widths "
              "4,2,4).")] = "bad-minimum",
     weights: Annotated[Path | None, typer.Option(
         help="NPZ with W1..Wh (W_i: (d_i, d_{i-1})); overrides --example.")] = None,
@@ -314,7 +314,7 @@ def bad_minima(
     json_out: JsonFlag = False,
     plot: Annotated[Path | None, typer.Option(help="Write the histogram figure (PNG).")] = None,
 ) -> None:
-    """Gradient descent on the spec §4.7 example; tally the critical point each run reaches."""
+    """Gradient descent on the §4.7 example; tally the critical point each run reaches."""
     with user_errors():
         d = parse_widths(widths)
         ex = weighted_frobenius_example()
@@ -363,7 +363,7 @@ def hessian_rank(
     plot: Annotated[Path | None, typer.Option(
         help="Write the formula-vs-measured bars (PNG); needs --measure.")] = None,
 ) -> None:
-    """Closed-form rank of H_o, H_f, H_L (spec §5) next to measured ranks with tolerance and gap."""
+    """Closed-form rank of H_o, H_f, H_L (§5) next to measured ranks with tolerance and gap."""
     comp = None
     with user_errors():
         d = parse_widths(widths)
@@ -410,5 +410,5 @@ def hessian_rank(
               f"{formula['reason']}", highlight=False)
     if comp is not None:
         out.print("tanh/ReLU: the linear formula is only an estimate there; agreement depends on "
-                  f"the tolerance (spec §5.5). rtol = {comp.rtol:.2e}, {comp.seconds:.1f} s.",
+                  f"the tolerance (§5.5). rtol = {comp.rtol:.2e}, {comp.seconds:.1f} s.",
                   highlight=False)

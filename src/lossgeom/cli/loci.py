@@ -1,4 +1,4 @@
-"""``lossgeom loci``: critical loci of deep networks (spec §3) from the command line.
+"""``lossgeom loci``: critical loci of deep networks (§3) from the command line.
 
 star       a point of the star locus S_i: locus, criticality, predicted vs measured inertia
 core       a point of the core C_{i,j} = S_i ∩ S_j (same report)
@@ -7,7 +7,7 @@ locate     the same report at any point (init, fit, star:I, core:I,J, dead-pair:
 slice      the last-layer slice: Q, dim ker Q, level set, Cor. 5.9 line, Cor. 5.16
 bound      the project's zero-eigenvalue bound over all layers (m, 2m − N, measured zeros)
 growth     dimensions and eigenvalue counts against the width, with a figure
-attract    gradient descent from perturbed core points: does it stay near C? (spec §3.4(d))
+attract    gradient descent from perturbed core points: does it stay near C? (§3.4(d))
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from ._common import err, out, print_json, user_errors
 app = typer.Typer(
     name="loci",
     help="Critical loci of deep networks: star and core loci, last-layer slices, wide-network "
-         "bounds, growth rates (spec §3).",
+         "bounds, growth rates (§3).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -63,7 +63,7 @@ Samples = Annotated[int, typer.Option(help="Number of training samples n.")]
 Seed = Annotated[int, typer.Option(help="Seed of the model, the data and the free coordinates.")]
 Loss = Annotated[str, typer.Option(help="mse bce ce_prob softmax_ce.")]
 Rtol = Annotated[float | None, typer.Option(
-    help="Relative inertia tolerance (the spec's checks use 1e-9; default N·eps).")]
+    help="Relative inertia tolerance (the theory's checks use 1e-9; default N·eps).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON only.")]
 Point = Annotated[str, typer.Option(
     help="init | fit | star:I | core:I,J | dead-pair:J | FILE.npy (a flat θ).")]
@@ -275,7 +275,7 @@ def attraction_table(a: AttractionResult) -> Table:
         t.add_row(_fmt(s), _fmt(a.stayed_fraction[k]), _fmt(a.escaped_fraction[k]),
                   _fmt(a.initial_distance[k]), _fmt(a.final_distance[k]), _fmt(a.loss_drop[k]))
     t.caption = (f"escaped: loss below L(θ_C)(1 − {a.escape_rtol:g}); medians over runs. Whether "
-                 "C attracts gradient flow is open in the source (spec §3.4(d)).")
+                 "C attracts gradient flow is open in the source (§3.4(d)).")
     return t
 
 
@@ -310,7 +310,7 @@ def dead_pair(
     data: Data = "random", n: Samples = 5, seed: Seed = 0, loss: Loss = "mse",
     rtol: Rtol = None, json_out: Json = False,
 ) -> None:
-    """A dead-pair critical point (spec §3.3): critical, but not Cooper's star locus."""
+    """A dead-pair critical point (§3.3): critical, but not Cooper's star locus."""
     _locate_command(f"dead-pair:{layer}", widths, activation, bias, data, n, seed, loss, rtol,
                     json_out)
 
@@ -390,7 +390,7 @@ def growth(
     plot: Annotated[Path | None, typer.Option(help="Write the growth figure (PNG).")] = None,
     json_out: Json = False,
 ) -> None:
-    """Dimensions of M, S_i, C and non-zero eigenvalue counts against the width (spec §3.6)."""
+    """Dimensions of M, S_i, C and non-zero eigenvalue counts against the width (§3.6)."""
     with user_errors():
         ws = parse_widths(widths)
         with Progress(console=err, transient=True) as bar:

@@ -76,7 +76,7 @@ def walk_table(w: ManifoldWalk, every: int) -> Table:
 
 def dimension_table(m: SolutionManifold) -> Table:
     """Rich table of a SolutionManifold."""
-    t = Table(title="lossgeom manifold dimension (global-minimum manifold, spec §3.1)",
+    t = Table(title="lossgeom manifold dimension (global-minimum manifold, §3.1)",
               show_header=False, title_justify="left")
     t.add_column("field", style="bold")
     t.add_column("value")

@@ -140,7 +140,7 @@ def _report_table(records: list[dict[str, Any]]) -> None:
                                                             for k, v in _KIND_SHORT.items()))
     held = [r for r in rows if r["heldout"]]
     if held:
-        t2 = Table(title="held-out outputs of the fits (spec §6.3 Experiments 2b and 1)")
+        t2 = Table(title="held-out outputs of the fits (§6.3 Experiments 2b and 1)")
         for key in keys:
             t2.add_column(key)
         for col in ("fits", "spread", "modal share", "patterns", "corr(freq, N-rank J)"):

@@ -1,4 +1,4 @@
-"""Gradient flows in parameter and output space (spec §2; Chen & Muñoz Ewald, arXiv 2408.01517).
+"""Gradient flows in parameter and output space (§2; Chen & Muñoz Ewald, arXiv 2408.01517).
 
 The standard flow ∂ₛθ = −∇_θC, the adapted flow ∂ₛθ = −J⁺∇ₓC and the family V_α between them
 (``vector_field``); their output velocities J V_α = −[(1 − α)J Jᵀ + αP]∇ₓC (``output_velocity``);

@@ -6,14 +6,14 @@ NOTE [cost normalisation]
 
     * ``"problem"``: C is the Problem's loss exactly as built (mse-sum: C = Σ(x − y)², so
       ∇ₓC = 2(x − y); mse-mean divides by n·k).
-    * ``"sample_mean"``: C = (1/n) Σⱼ ℓⱼ, the cost of spec §2.1 (2.47) and §2.7 (2.67): for mse
+    * ``"sample_mean"``: C = (1/n) Σⱼ ℓⱼ, the cost of §2.1 (2.47) and §2.7 (2.67): for mse
       ℓⱼ = ½|xⱼ − yⱼ|², so C = |x − y|²/(2n) and ∇ₓC = (x − y)/n; for the cross-entropies ℓⱼ is the
       per-sample loss; for bce the sum over the sample's k outputs.
     * a number c > 0: C = c · (the Problem's loss).
 
     The flow cost is C_flow = c · L_problem with the factor c resolved here; results record c.
     For mse-type costs ∇ₓC_flow = λ (x − y) with the rate λ = 2·c·scale (scale = 1 for reduction
-    "sum", 1/(n·k) for "mean"); λ = 1/n for "sample_mean", the clock τ = 1 − e^{−λs} of spec §2.5.
+    "sum", 1/(n·k) for "mean"); λ = 1/n for "sample_mean", the clock τ = 1 − e^{−λs} of §2.5.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def check_smooth(where: str, problem: Problem) -> None:
     if bad:
         raise ValueError(
             f"{where}: the model has activations without a Lipschitz derivative: {', '.join(bad)}. "
-            "Gradient flows need Lipschitz continuous derivatives (spec §2.1). Mollify them: "
+            "Gradient flows need Lipschitz continuous derivatives (§2.1). Mollify them: "
             "lossgeom.flows.mollify(model, temperature=0.1) replaces ReLU by a softplus with that "
             "temperature, or build the net with activation='softplus'."
         )
@@ -177,7 +177,7 @@ def cost_normalization(problem: Problem, normalization: str | float = "problem"
     """The factor c of the flow cost C = c·L and, for mse, the output rate λ (∇ₓC = λ(x − y)).
 
     See NOTE [cost normalisation]. λ sets the natural clock: the adapted flow with full-rank J has
-    x(s) = y + e^{−λs}(x₀ − y), and τ = 1 − e^{−λs} is the interpolation time of spec §2.5.
+    x(s) = y + e^{−λs}(x₀ − y), and τ = 1 − e^{−λs} is the interpolation time of §2.5.
 
     Args:
         problem: The model, data and loss.

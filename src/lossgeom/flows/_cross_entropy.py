@@ -1,4 +1,4 @@
-"""Softmax cross-entropy flows in output space (spec §2.7): equilibria, conserved sums, Hessians.
+"""Softmax cross-entropy flows in output space (§2.7): equilibria, conserved sums, Hessians.
 
 Per sample j: ℓ(xⱼ, yⱼ) = −⟨yⱼ, log σ(xⱼ)⟩ (2.66), σ the softmax. Under the adapted flow with
 rank J = n·k, ∂ₛxⱼ = −(σ(xⱼ) − yⱼ)/n for C = (1/n)Σⱼ ℓⱼ (2.70)/(2.71); ⟨𝟏, σ(xⱼ) − yⱼ⟩ = 0, so each
@@ -69,7 +69,7 @@ def ce_equilibrium(targets_prob: Tensor | np.ndarray, sums: Tensor | np.ndarray)
         >>> import torch
         >>> y = torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64)
         >>> x = ce_equilibrium(y, torch.zeros(1, dtype=torch.float64))
-        >>> [round(v, 6) for v in x[0].tolist()]          # spec §2.7 worked example, c = 0
+        >>> [round(v, 6) for v in x[0].tolist()]          # §2.7 worked example, c = 0
         [0.475705, -0.03512, -0.440585]
         >>> torch.allclose(torch.softmax(x, dim=1), y)
         True
@@ -88,7 +88,7 @@ def ce_equilibrium(targets_prob: Tensor | np.ndarray, sums: Tensor | np.ndarray)
         raise ValueError(
             f"{where}: targets_prob has {int(zero.sum())} zero entries (first at sample {i}, class "
             f"{cls}), e.g. one-hot labels: σ(x) = y has no solution, so the cross-entropy has no "
-            "finite minimiser and the flow's outputs run off to infinity (spec §2.7, Lemma 2.6). "
+            "finite minimiser and the flow's outputs run off to infinity (§2.7, Lemma 2.6). "
             "Use labels with positive entries, e.g. smoothed (1 − ε)·y + ε/k.")
     logy = torch.log(y)
     k = y.shape[1]
@@ -113,7 +113,7 @@ def label_entropy(targets_prob: Tensor | np.ndarray) -> Tensor:
 
     Example:
         >>> import torch
-        >>> round(float(label_entropy(torch.tensor([[0.5, 0.3, 0.2]]))[0]), 6)   # spec §2.7
+        >>> round(float(label_entropy(torch.tensor([[0.5, 0.3, 0.2]]))[0]), 6)   # §2.7
         1.029653
     """
     where = "label_entropy(targets_prob)"
@@ -141,7 +141,7 @@ def ce_sample_hessian(outputs: Tensor | np.ndarray) -> Tensor:
     Example:
         >>> import torch
         >>> H = ce_sample_hessian(torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
-        >>> [round(v, 6) for v in torch.linalg.eigvalsh(H).tolist()]    # spec §7 row 18
+        >>> [round(v, 6) for v in torch.linalg.eigvalsh(H).tolist()]    # §7 row 18
         [0.0, 0.118553, 0.370904]
     """
     where = "ce_sample_hessian(outputs)"

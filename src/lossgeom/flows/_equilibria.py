@@ -1,4 +1,4 @@
-"""The equilibria of the family are shared across α (spec §2.3): a check along integrated paths.
+"""The equilibria of the family are shared across α (§2.3): a check along integrated paths.
 
 Every V_α vanishes exactly where P∇ₓC = 0, i.e. where ∇_θC = Jᵀ∇ₓC = 0 (2.34)–(2.35), (2.43). The
 check integrates several α from one θ₀ and, at each end point, evaluates every member V_β of the

@@ -1,10 +1,10 @@
-"""The interpolating family of gradient-flow fields V_α (spec §2.2–§2.3) and its output velocity.
+"""The interpolating family of gradient-flow fields V_α (§2.2–§2.3) and its output velocity.
 
 Spec notation: D = J = ∂x/∂θ (n·k, N), K = J Jᵀ, P = J J⁺ (projector onto ran J), ∇ₓC the output
 gradient of the flow cost (NOTE [cost normalisation] in ``_common``).
 
-* ``family="field"`` (default, spec §2.3): V_α = −[(1 − α)Jᵀ + α J⁺] ∇ₓC = (1 − α)V₀ + α V₁.
-* ``family="metric"`` (spec §2.3, second family): V^met_α = −Jᵀ [(1 − α)𝟙 + α K]⁺ ∇ₓC.
+* ``family="field"`` (default, §2.3): V_α = −[(1 − α)Jᵀ + α J⁺] ∇ₓC = (1 − α)V₀ + α V₁.
+* ``family="metric"`` (§2.3, second family): V^met_α = −Jᵀ [(1 − α)𝟙 + α K]⁺ ∇ₓC.
 
 Both give the standard field V₀ = −∇_θC (2.28) at α = 0 and the adapted field V₁ = −J⁺∇ₓC (2.29)
 at α = 1, and share their zero set {P∇ₓC = 0} = {∇_θC = 0}. The induced output velocity is
@@ -74,7 +74,7 @@ def vector_field(
     """The flow field V_α(θ) of the interpolating family, shape (N,).
 
     α = 0: the standard field −∇_θC; α = 1: the adapted field −J⁺∇ₓC, a minimum-norm solve (never
-    an explicit pseudo-inverse, NOTE [pseudo-inverse routes]); in between the family of spec §2.3.
+    an explicit pseudo-inverse, NOTE [pseudo-inverse routes]); in between the family of §2.3.
 
     Args:
         problem: The model, data and loss; the model's activations must have Lipschitz
@@ -84,7 +84,7 @@ def vector_field(
         family: "field" (V_α, linear in the field) or "metric" (V^met_α, linear in the output
             metric tensor); they agree at α ∈ {0, 1}.
         normalization: The cost C of the flow: "problem", "sample_mean" (C = |x − y|²/(2n) for
-            mse, spec (2.47)) or a factor c > 0 (C = c·L); NOTE [cost normalisation].
+            mse, (2.47)) or a factor c > 0 (C = c·L); NOTE [cost normalisation].
         solver: "auto", "gram", "svd" or "lsmr" (route of J⁺; "auto": Gram while n·k ≤
             ``GRAM_MAX_OUTPUTS``).
         rank_rtol: Relative tolerance of the rank cut of J (default max(n·k, N)·eps).

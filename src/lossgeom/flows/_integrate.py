@@ -84,7 +84,7 @@ def _notes(problem: Problem, rec: Recorder) -> str:
     lf = problem.loss_fn
     if lf.name in ("softmax_ce", "ce_prob") and bool((problem.targets == 0).any()):
         notes.append("the targets have zero entries: the cross-entropy has no finite minimiser and "
-                     "the outputs run off to infinity as t → ∞ (spec §2.7)")
+                     "the outputs run off to infinity as t → ∞ (§2.7)")
     return "; ".join(notes)
 
 
@@ -141,11 +141,11 @@ def integrate(
     """Integrate the flow ∂θ = V_α(θ) from θ₀ and record it at n_eval evenly spaced times.
 
     time="natural": t is the flow time s of ∂ₛθ = V_α(θ). time="linear": t is the interpolation
-    time τ = 1 − e^{−λs} of spec §2.5 (mse-type costs only): the adapted flow (α = 1) then moves
+    time τ = 1 − e^{−λs} of §2.5 (mse-type costs only): the adapted flow (α = 1) then moves
     the outputs on the straight line x(τ) = (1 − τ)x₀ + τy and τ = 1 reaches y when rank J = n·k
     along the path (NOTE [linear time]). Rank changes of J are reported (``rank_events``) and the
     flow goes on with the projector P = J J⁺; the deviation δ(τ) from the line is recorded next to
-    its constant-range prediction τP₀^⊥(x₀ − y) (spec §2.6).
+    its constant-range prediction τP₀^⊥(x₀ − y) (§2.6).
 
     Args:
         problem: The model, data and loss (smooth activations; ReLU is refused, see ``mollify``).
@@ -217,7 +217,7 @@ def integrate(
     factor = cost_factor(where, problem, normalization)
     rate = output_rate(problem, factor)
     if time == "linear" and rate is None:
-        raise ValueError(f"{where}: time='linear' is the L2 time change of spec §2.5 and needs an "
+        raise ValueError(f"{where}: time='linear' is the L2 time change of §2.5 and needs an "
                          f"MSE-type loss, got loss={problem.loss_fn.name!r}. Use time='natural'.")
     m = problem.n_samples * problem.n_outputs
     check_option(where, "solver", solver, SOLVERS)

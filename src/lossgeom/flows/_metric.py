@@ -1,6 +1,6 @@
 """Output-space metrics of the flow family: (2.44) for full-rank J, the bundle metric (2.45) on ran J.
 
-For the family V_α (spec §2.4): the induced output field is ∂ₛx = −[(1 − α)K + αP]∇ₓC.
+For the family V_α (§2.4): the induced output field is ∂ₛx = −[(1 − α)K + αP]∇ₓC.
 * Full rank (P = 𝟙): it is the gradient of C for g_α = B_α⁻¹, B_α = (1 − α)K + α𝟙 (2.44);
   g₀ = K⁻¹ is the metric induced from Euclidean parameter space, g₁ the Euclidean one.
 * Any rank: ∂ₛx lies in E = ran J and g_α(∂ₛx, e) = −⟨∇ₓC, e⟩ for every e ∈ E, with the bundle

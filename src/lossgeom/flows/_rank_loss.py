@@ -1,4 +1,4 @@
-"""Rank loss (spec §2.6, Prop. 2.5): the propagator U(τ) and the deviation δ(τ) from the line.
+"""Rank loss (§2.6, Prop. 2.5): the propagator U(τ) and the deviation δ(τ) from the line.
 
 With P(τ) the projector onto ran J along the path and the interpolation time τ of §2.5, the
 constrained Euclidean flow reads (2.57) ∂_τx = −P(τ)(x − y)/(1 − τ). Its solution is

@@ -3,14 +3,14 @@
 Natural time: ∂ₛθ = V_α(θ) = −M_α ∇ₓC (``_field``), with the cost of NOTE [cost normalisation].
 
 NOTE [linear time]
-    For an mse-type cost, ∇ₓC = λ(x − y). The time change τ = 1 − e^{−λs} (spec (2.51)–(2.53))
+    For an mse-type cost, ∇ₓC = λ(x − y). The time change τ = 1 − e^{−λs} ((2.51)–(2.53))
     turns ∂ₛθ = −M_α λ(x − y) into
 
         ∂_τθ = −M_α (x − y)/(1 − τ) = M_α [(y − x₀) − (x − x_lin(τ))/(1 − τ)],
         x_lin(τ) = (1 − τ)x₀ + τy,
 
     which does not depend on λ. For α = 1 and rank J = n·k the deviation x − x_lin vanishes and
-    ∂_τθ = J⁺(y − x₀), the constant-output-velocity ODE of Prop. 2.4 (spec §2.5): lossgeom
+    ∂_τθ = J⁺(y − x₀), the constant-output-velocity ODE of Prop. 2.4 (§2.5): lossgeom
     integrates exactly that form wherever the rank decision gives rank J = n·k. The second term is
     then zero in exact arithmetic, and keeping it would only feed round-off through the factor
     1/(1 − τ), a stiff term that costs explicit methods accuracy near τ = 1. Where rank J < n·k

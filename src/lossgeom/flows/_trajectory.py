@@ -33,7 +33,7 @@ class Trajectory:
             nan: not tracked).
         interpolation_time: τ, shape (T,): t itself for time="linear", 1 − e^{−λt} for an
             mse-type natural-time flow; None for other losses.
-        deviation: δ(τ) = x − [(1 − τ)x₀ + τy] (spec §2.6), shape (T, n, k); None for non-mse.
+        deviation: δ(τ) = x − [(1 − τ)x₀ + τy] (§2.6), shape (T, n, k); None for non-mse.
         deviation_predicted: τ·P₀^⊥(x₀ − y), the deviation when ran J stays ran J(θ₀) (§2.6);
             None for non-mse.
         rank_events: Changes of rank J along the path: dicts {index, time, rank, previous_rank,

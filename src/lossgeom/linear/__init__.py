@@ -3,7 +3,7 @@
 μ(θ) = W_h ⋯ W_1 maps parameters to the functional space M_r (all matrices of rank ≤ r =
 min width). ``classify`` decides whether a critical point of L = ℓ ∘ μ is pure (W̄ critical
 for ℓ on M_r) or spurious; ``eckart_young_points`` lists the critical points of the quadratic
-loss; ``hessian_rank_formula`` gives the closed-form Hessian ranks. Math: spec §4 and §5.
+loss; ``hessian_rank_formula`` gives the closed-form Hessian ranks. Math: §4 and §5.
 """
 
 from ._bad_minima import (

@@ -1,4 +1,4 @@
-"""A bad local minimum of a convex loss on a non-filling architecture, and GD tallies (spec §4.7).
+"""A bad local minimum of a convex loss on a non-filling architecture, and GD tallies (§4.7).
 
 With d = (2, 1, 2) the functional space is the rank ≤ 1 matrices (non-filling), and the weighted
 Frobenius loss Σ Λ_ab (W_ab − Q_ab)² (smooth, strictly convex) has a bad local minimum on it.
@@ -28,7 +28,7 @@ __all__ = ["BadMinimaResult", "CriticalCluster", "WeightedFrobeniusExample",
 
 @dataclass(frozen=True)
 class WeightedFrobeniusExample:
-    """Spec §4.7: widths (2, 1, 2), ℓ(W) = Σ Λ_ab (W_ab − Q_ab)², Q = I₂, Λ = [[1, 2], [2, ½]].
+    """§4.7: widths (2, 1, 2), ℓ(W) = Σ Λ_ab (W_ab − Q_ab)², Q = I₂, Λ = [[1, 2], [2, ½]].
 
     Attributes:
         widths: (2, 1, 2) (non-filling, M_1 = rank ≤ 1 matrices).
@@ -59,7 +59,7 @@ class WeightedFrobeniusExample:
 
 
 def weighted_frobenius_example() -> WeightedFrobeniusExample:
-    """The bad-local-minimum construction of spec §4.7, ready to classify or analyze.
+    """The bad-local-minimum construction of §4.7, ready to classify or analyze.
 
     Near e₂e₂ᵀ the local model of L is 1 + λ(s² + t²) − 2st with off-diagonal weight λ = 2 > 1,
     positive definite, so e₂e₂ᵀ is a strict local minimum of ℓ on M_1 (up to the rescaling
@@ -71,7 +71,7 @@ def weighted_frobenius_example() -> WeightedFrobeniusExample:
     Example:
         >>> from lossgeom.linear import product, weighted_frobenius_example
         >>> ex = weighted_frobenius_example()
-        >>> [ex.loss.value(product(w)) for w in ex.points().values()]  # spec §4.7
+        >>> [ex.loss.value(product(w)) for w in ex.points().values()]  # §4.7
         [0.5, 1.0, 1.5]
     """
     f64 = torch.float64
@@ -127,7 +127,7 @@ class CriticalCluster:
 
 @dataclass(frozen=True)
 class BadMinimaResult:
-    """Outcome of gradient descent from random initialisations (spec §4.7).
+    """Outcome of gradient descent from random initialisations (§4.7).
 
     Attributes:
         widths: (d_0, …, d_h).
@@ -201,7 +201,7 @@ def bad_minima_experiment(runs: int = 200, *, steps: int = 4000, lr: float = 0.0
     with ``classify`` (critical? pure?); runs whose losses agree within value_rtol·max(1, |L|)
     form a cluster, and ``lossgeom.analyze`` at the cluster's best-converged run (the inertia of
     ∇²L with its tolerance and gap, via ``functional_problem``) says minimum or saddle. Defaults
-    reproduce spec §4.7: widths (2, 1, 2) and the weighted Frobenius loss, where a sizable
+    reproduce §4.7: widths (2, 1, 2) and the weighted Frobenius loss, where a sizable
     fraction of runs ends at the bad minimum L = 1.0 instead of the global one L = 0.5.
 
     Args:

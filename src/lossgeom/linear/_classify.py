@@ -1,9 +1,9 @@
-"""Pure and spurious critical points of L = ℓ ∘ μ for deep linear networks (spec §4.2–§4.4, §4.8).
+"""Pure and spurious critical points of L = ℓ ∘ μ for deep linear networks (§4.2–§4.4, §4.8).
 
 L = ℓ ∘ μ with μ(θ) = W̄ = W_h ⋯ W_1 and ℓ a smooth loss on R^{d_h×d_0}. A critical point θ of L
 is **pure** if W̄ is a critical point of ℓ restricted to the functional space M_r, and
-**spurious** otherwise (spec §4.2). Every critical θ maps to a critical point of ℓ on the
-stratum of its own rank e = rank W̄ (spec §4.4), so the test reduces to:
+**spurious** otherwise (§4.2). Every critical θ maps to a critical point of ℓ on the
+stratum of its own rank e = rank W̄ (§4.4), so the test reduces to:
 
 * e = r (a smooth point of M_r where dμ has maximal rank): pure ⇔ P_T ∇ℓ(W̄) = 0, which every
   critical θ satisfies;
@@ -18,7 +18,7 @@ NOTE [stationarity tolerances]
     ‖∇_{W_i}L‖_F ≤ ‖W_{>i}‖₂ ‖∇ℓ(W̄)‖_F ‖W_{<i}‖₂, θ is critical when ‖∇L(θ)‖ ≤ grad_tol =
     CRITICAL_RTOL·s_ℓ·s_μ with s_μ = (Σ_i ‖W_{>i}‖₂² ‖W_{<i}‖₂²)^½, and ∇ℓ(W̄) counts as zero when
     ‖∇ℓ(W̄)‖_F ≤ stationarity_tol = CRITICAL_RTOL·s_ℓ. Both are keywords and both are reported.
-    At rank W̄ = r no tolerance is needed: dμ(θ) then has maximal rank (spec §4.2 (i), §4.3), its
+    At rank W̄ = r no tolerance is needed: dμ(θ) then has maximal rank (§4.2 (i), §4.3), its
     image is T_{W̄}M_r, and dμᵀ∇ℓ = 0 forces P_T∇ℓ = 0, so a critical θ is pure; the measured
     ‖P_T∇ℓ(W̄)‖ is reported as a check.
 """
@@ -52,7 +52,7 @@ from ._weights import as_weights, widths_of
 __all__ = ["CONVENTIONS", "LinearCritical", "classify"]
 
 CONVENTIONS = ("tangent_cone", "all_singular")
-"""Singular-point conventions of spec §4.2: a singular W̄ ∈ Sing M_r counts as critical for ℓ|M
+"""Singular-point conventions of §4.2: a singular W̄ ∈ Sing M_r counts as critical for ℓ|M
 iff ∇ℓ(W̄) = 0 ("tangent_cone"), or always ("all_singular")."""
 
 NUMERICAL_CROSS_CHECK_MAX = 1_000_000
@@ -61,16 +61,16 @@ NUMERICAL_CROSS_CHECK_MAX = 1_000_000
 
 @dataclass(frozen=True)
 class LinearCritical:
-    """Whether θ is critical for L = ℓ ∘ μ, and whether it is pure or spurious (spec §4.2–4.4).
+    """Whether θ is critical for L = ℓ ∘ μ, and whether it is pure or spurious (§4.2–4.4).
 
     Attributes:
         is_critical: ‖∇L(θ)‖ ≤ grad_tol.
         rank_product: e = rank W̄ (numerical, see ``rank_decision``).
         r: min_i d_i.
         pure: True (pure), False (spurious), None when θ is not critical.
-        differential_rank: rank dμ(θ) by the staircase formula (spec §4.3).
+        differential_rank: rank dμ(θ) by the staircase formula (§4.3).
         dim_functional_space: dim M_r = r(d_0 + d_h − r).
-        convention: "tangent_cone" or "all_singular" (spec §4.2).
+        convention: "tangent_cone" or "all_singular" (§4.2).
         grad_norm: ‖∇L(θ)‖ = ‖dμ(θ)ᵀ ∇ℓ(W̄)‖.
         grad_tol: Criticality tolerance used (NOTE [stationarity tolerances]).
         loss_grad_norm: ‖∇ℓ(W̄)‖_F.
@@ -152,7 +152,7 @@ def classify(weights, loss_grad_fn: Callable[[Tensor], Tensor], *,
              convention: str = "tangent_cone", rtol: float | None = None,
              grad_tol: float | None = None, stationarity_tol: float | None = None,
              cross_check: bool | str = "auto") -> LinearCritical:
-    """Is θ critical for L = ℓ ∘ μ, and is it pure or spurious? (spec §4.8).
+    """Is θ critical for L = ℓ ∘ μ, and is it pure or spurious? (§4.8).
 
     Steps: ∇L(θ) = dμ(θ)ᵀ ∇ℓ(W̄) (matrix-free); if ‖∇L‖ > grad_tol the point is reported as
     not critical and purity is not classified. Otherwise e = rank W̄ is decided with a gap,
@@ -250,7 +250,7 @@ def classify(weights, loss_grad_fn: Callable[[Tensor], Tensor], *,
     elif e == fs.r:
         pure = True
         reason = (f"rank W̄ = r = {e}: dμ(θ) has maximal rank dim M_r, so a critical θ is pure "
-                  f"(spec §4.2 (i)); check ‖P_T ∇ℓ(W̄)‖ = {stratum_norm:.3g}")
+                  f"(§4.2 (i)); check ‖P_T ∇ℓ(W̄)‖ = {stratum_norm:.3g}")
     elif fs.filling:
         tested, pure = g_norm, zero_grad
         reason = (f"filling (M_r is all of R^{d[-1]}x{d[0]}), rank W̄ = {e} < {fs.r}: pure iff "

@@ -44,7 +44,7 @@ class EckartYoungPoint(NamedTuple):
         index_set: I, 0-based indices into σ_1 ≥ σ_2 ≥ … (sorted ascending).
         loss: ‖W_I − Q‖²_F = Σ_{i∉I} σ_i² (no factor ½).
         morse_index: #{(i, j) : i ∈ I, j ∉ I, σ_j > σ_i, σ_j > 0}: the index of ∇²L at any θ on
-            the fibre μ⁻¹(W_I) (spec §4.6).
+            the fibre μ⁻¹(W_I) (§4.6).
     """
 
     index_set: tuple[int, ...]
@@ -65,7 +65,7 @@ class EckartYoungLandscape:
         spurious: (I, loss) for |I| < min(r, m): critical values of L reached only at spurious
             critical points (saddles), sorted by loss; includes I = () (θ = 0, L = ‖Q‖²_F).
         predicted_inertia: Per point, (positive, negative, zero) of ∇²L on its fibre:
-            (dim M_r − index − t, index, d_θ − dim M_r + t) (spec §4.6), where t counts tied
+            (dim M_r − index − t, index, d_θ − dim M_r + t) (§4.6), where t counts tied
             pairs σ_i = σ_j with i ∈ I, j ∉ I (0 without ties); None when rank Q < r.
         ties: Groups of tied singular values (0-based indices, size ≥ 2).
         finite: False when a tie makes the critical set a union of continuous families.
@@ -196,7 +196,7 @@ def _ey_core(where: str, Q, r, tie_rtol, max_points):
 
 def eckart_young_points(Q, r: int, *, tie_rtol: float | None = None,
                         max_points: int = 100_000) -> list[EckartYoungPoint]:
-    """Every critical point of ℓ(W) = ‖W − Q‖²_F on the rank-r matrices (spec §4.6).
+    """Every critical point of ℓ(W) = ‖W − Q‖²_F on the rank-r matrices (§4.6).
 
     With Q = Σ_{i≤m} σ_i u_i v_iᵀ (σ_1 > … > σ_m > 0) these are W_I = Σ_{i∈I} σ_i u_i v_iᵀ,
     |I| = r: C(m, r) points with loss Σ_{i∉I} σ_i² and Morse index
@@ -224,7 +224,7 @@ def eckart_young_points(Q, r: int, *, tie_rtol: float | None = None,
         >>> import torch
         >>> from lossgeom.linear import eckart_young_points
         >>> Q = torch.diag(torch.tensor([4., 3., 2., 1.], dtype=torch.float64))
-        >>> [(p.loss, p.morse_index) for p in eckart_young_points(Q, 2)]  # spec §4.6 table
+        >>> [(p.loss, p.morse_index) for p in eckart_young_points(Q, 2)]  # §4.6 table
         [(5.0, 0), (10.0, 1), (13.0, 2), (17.0, 2), (20.0, 3), (25.0, 4)]
     """
     out = _ey_core("eckart_young_points(Q, r)", Q, r, tie_rtol, max_points)
@@ -236,7 +236,7 @@ def eckart_young_landscape(Q, r: int, widths=None, *, tie_rtol: float | None = N
     """The whole Eckart–Young landscape: pure points, spurious values, predicted inertia.
 
     For an architecture with r = min width, the critical values of L = ‖μ(θ) − Q‖²_F are
-    {‖Q‖² − Σ_{i∈I} σ_i² : |I| ≤ r} (spec §4.6). At a pure point (|I| = r) the inertia of
+    {‖Q‖² − Σ_{i∈I} σ_i² : |I| ≤ r} (§4.6). At a pure point (|I| = r) the inertia of
     ∇²L on the fibre is (dim M_r − index, index, d_θ − dim M_r).
 
     Args:

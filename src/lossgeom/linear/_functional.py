@@ -1,6 +1,6 @@
 """The product map μ of a deep linear network, its differential dμ and the functional space M_r.
 
-Spec §4.1, §4.3. A network with widths d = (d_0, …, d_h) has weights W_i of shape (d_i, d_{i-1})
+§4.1, §4.3. A network with widths d = (d_0, …, d_h) has weights W_i of shape (d_i, d_{i-1})
 and computes μ(θ) = W̄ = W_h ⋯ W_1, shape (d_h, d_0); θ = (vec W_1, …, vec W_h), row-major.
 
 NOTE [staircase rank]
@@ -58,7 +58,7 @@ def product(weights) -> torch.Tensor:
         >>> from lossgeom.linear import product
         >>> W1 = torch.tensor([[1., 0.], [0., 1.], [0., 0.]])
         >>> W2 = torch.tensor([[0., 0., 1.], [0., 0., 2.]])
-        >>> product([W1, W2])  # spec §4.3 filling example: W̄ = 0
+        >>> product([W1, W2])  # §4.3 filling example: W̄ = 0
         tensor([[0., 0.],
                 [0., 0.]], dtype=torch.float64)
     """
@@ -124,7 +124,7 @@ def differential(weights) -> CurvatureOperator:
         >>> from lossgeom.linear import differential
         >>> W1, W2 = torch.eye(3, 2), torch.tensor([[0., 0., 1.], [0., 0., 2.]])
         >>> D = differential([W1, W2])
-        >>> D.shape, torch.linalg.matrix_rank(D.materialise()).item()  # spec §4.3: rank 4
+        >>> D.shape, torch.linalg.matrix_rank(D.materialise()).item()  # §4.3: rank 4
         ((4, 12), 4)
     """
     return _differential(as_weights("differential(weights)", weights))
@@ -165,7 +165,7 @@ def _differential(Ws: Sequence[torch.Tensor]) -> CurvatureOperator:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FunctionalSpace:
-    """The functional space M_r = {W ∈ R^{d_h×d_0} : rank W ≤ r} of an architecture (spec §4.1).
+    """The functional space M_r = {W ∈ R^{d_h×d_0} : rank W ≤ r} of an architecture (§4.1).
 
     Attributes:
         widths: (d_0, …, d_h).
@@ -211,7 +211,7 @@ def functional_space(widths) -> FunctionalSpace:
 
     Example:
         >>> from lossgeom.linear import functional_space
-        >>> fs = functional_space((4, 2, 3, 4))  # spec §4.3: d_θ = 26, dim M_2 = 12
+        >>> fs = functional_space((4, 2, 3, 4))  # §4.3: d_θ = 26, dim M_2 = 12
         >>> fs.n_params, fs.dim, fs.filling
         (26, 12, False)
     """
@@ -325,7 +325,7 @@ def _staircase(Ws: Sequence[torch.Tensor], rtol: float | None, parts=None, svals
 
 
 def differential_rank_details(weights, rtol: float | None = None) -> DifferentialRank:
-    """Rank of dμ(θ) = Σ_i (u_i − u_{i-1}) v_i (spec §4.3) with the factor ranks behind it.
+    """Rank of dμ(θ) = Σ_i (u_i − u_{i-1}) v_i (§4.3) with the factor ranks behind it.
 
     u_i = rank W_{>i} and v_i = rank W_{<i} are numerical ranks (``numerical_rank``, default
     rtol = max(shape)·eps), each reported with its tolerance and gap.
@@ -344,7 +344,7 @@ def differential_rank_details(weights, rtol: float | None = None) -> Differentia
     Example:
         >>> import torch
         >>> from lossgeom.linear import differential_rank_details
-        >>> W2 = torch.tensor([[0., 0., 1.], [0., 0., 2.]])  # spec §4.3 filling example
+        >>> W2 = torch.tensor([[0., 0., 1.], [0., 0., 2.]])  # §4.3 filling example
         >>> dr = differential_rank_details([torch.eye(3, 2), W2])
         >>> dr.u, dr.v, dr.rank  # 1·2 + (2 − 1)·2
         ((1, 2), (2, 2), 4)
@@ -355,7 +355,7 @@ def differential_rank_details(weights, rtol: float | None = None) -> Differentia
 
 
 def differential_rank(weights, rtol: float | None = None) -> int:
-    """Rank of dμ(θ) by the closed form Σ_i (u_i − u_{i-1}) v_i of spec §4.3.
+    """Rank of dμ(θ) by the closed form Σ_i (u_i − u_{i-1}) v_i of §4.3.
 
     See ``differential_rank_details`` for the factor ranks with tolerances and gaps, and
     ``differential_rank_numerical`` for the cross-check by the singular values of dμ.
@@ -388,7 +388,7 @@ def differential_rank_numerical(weights, rtol: float | None = None, *,
                                 max_bytes: int = DEFAULT_MAX_BYTES) -> RankDecision:
     """Rank of dμ(θ) from the singular values of the materialised Jacobian (d_h·d_0, d_θ).
 
-    The independent cross-check of the staircase formula (spec §4.8 step 3). Dense, so only
+    The independent cross-check of the staircase formula (§4.8 step 3). Dense, so only
     for small networks.
 
     Args:

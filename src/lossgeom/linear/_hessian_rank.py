@@ -1,9 +1,9 @@
-"""Closed-form Hessian ranks of deep linear networks (spec §5) and their measured counterparts.
+"""Closed-form Hessian ranks of deep linear networks (§5) and their measured counterparts.
 
 f_θ(x) = W_L ⋯ W_1 x with widths (d = M_0, M_1, …, M_{L-1}, K = M_L), data of rank r. The loss
-Hessian splits as H_L = H_o + H_f (spec §1.1): the outer-product (Gauss–Newton) term
+Hessian splits as H_L = H_o + H_f (§1.1): the outer-product (Gauss–Newton) term
 H_o = Jᵀ ∇²ₓC J and the functional term H_f = Σ_a ∂C/∂x_a ∇²_θ x_a. With
-q = min(r, K, M_1, …, M_{L-1}) and s = min(r, K), at a generic θ (spec §5.2):
+q = min(r, K, M_1, …, M_{L-1}) and s = min(r, K), at a generic θ (§5.2):
 
     rank H_o = q(r + K − q)
     rank H_f = 2q Σ_{l=1}^{L-1} M_l + 2qs − Lq²
@@ -13,11 +13,11 @@ q = min(r, K, M_1, …, M_{L-1}) and s = min(r, K), at a generic θ (spec §5.2)
 linear in θ, so H_f = 0 and H_L = H_o.
 
 NOTE [bias ranks]
-    With a bias in every layer and 1 ∉ col X (generic data with n > r), spec §5.4 gives
+    With a bias in every layer and 1 ∉ col X (generic data with n > r), §5.4 gives
     rank H_o = q(r + K − q) + K; at depth 2 the first-layer bias is an augmented input, so H_f
     and H_L follow the no-bias formulas with r + 1, plus K for H_L (b_2). Depth ≥ 3: no closed
     form for H_f and H_L (``None`` with a reason; measure them). When 1 ∈ col X (for generic data,
-    n = r) the spec's "collapse to the no-bias value" is not exact (widths (5, 2, 3), n = r = 4
+    n = r) the theory's "collapse to the no-bias value" is not exact (widths (5, 2, 3), n = r = 4
     give rank H_o = 11, not 10), so no closed form is returned then either.
 """
 
@@ -74,7 +74,7 @@ def _no_bias(r: int, K: int, hidden: Sequence[int], L: int) -> tuple[int, int, i
 
 def hessian_rank_formula(widths, data_rank: int, loss: str = "mse", bias: bool = False, *,
                          n_samples: int | None = None) -> dict:
-    """Closed-form ranks of H_o, H_f and H_L = ∇²L for a deep linear network (spec §5.2, §5.4).
+    """Closed-form ranks of H_o, H_f and H_L = ∇²L for a deep linear network (§5.2, §5.4).
 
     Args:
         widths: (d, M_1, …, M_{L-1}, K), positive integers.
@@ -96,7 +96,7 @@ def hessian_rank_formula(widths, data_rank: int, loss: str = "mse", bias: bool =
 
     Example:
         >>> from lossgeom.linear import hessian_rank_formula
-        >>> f = hessian_rank_formula([25, 5, 10, 10], data_rank=25)  # spec §5.3
+        >>> f = hessian_rank_formula([25, 5, 10, 10], data_rank=25)  # §5.3
         >>> f["outer"], f["functional"], f["total"]
         (150, 175, 250)
     """
@@ -123,7 +123,7 @@ def hessian_rank_formula(widths, data_rank: int, loss: str = "mse", bias: bool =
     if not bias:
         o, f, t = _no_bias(r, K, hidden, L)
         out.update(outer=o, functional=f, total=t,
-                   reason="no bias: spec §5.2" + (" (depth 1: H_f = 0)" if L == 1 else ""))
+                   reason="no bias: §5.2" + (" (depth 1: H_f = 0)" if L == 1 else ""))
         return out
     if n_samples is not None and n_samples == r:
         out["reason"] = ("bias with n = rank X: 1 lies in col X for generic data, and no closed "
@@ -138,10 +138,10 @@ def hessian_rank_formula(widths, data_rank: int, loss: str = "mse", bias: bool =
         _, f, t = _no_bias(r + 1, K, hidden, L)
         out.update(outer=outer, functional=f, total=t + K,
                    reason="bias, depth 2: H_o = q(r+K-q) + K; H_f, H_L from the augmented input "
-                          "r + 1, H_L plus K (spec §5.4; 1 ∉ col X assumed)")
+                          "r + 1, H_L plus K (§5.4; 1 ∉ col X assumed)")
     else:
         out.update(outer=outer,
-                   reason=f"bias, depth {L} >= 3: H_o = q(r+K-q) + K (spec §5.4; 1 ∉ col X "
+                   reason=f"bias, depth {L} >= 3: H_o = q(r+K-q) + K (§5.4; 1 ∉ col X "
                           "assumed); no closed form for H_f and H_L, measure them")
     return out
 
@@ -254,7 +254,7 @@ def hessian_rank_comparison(widths, n_samples: int, *, activations: Sequence[str
     Gaussian targets (mse) or soft labels (softmax_ce), loss reduction "sum". H_o, H_f and H_L
     are the dense ``gauss_newton``, ``residual_hessian`` and ``hessian`` of the core engine;
     each rank comes with its tolerance and gap. For tanh and ReLU the agreement with the
-    linear formula is approximate and tolerance-dependent (spec §5.5).
+    linear formula is approximate and tolerance-dependent (§5.5).
 
     Args:
         widths: (d, M_1, …, K).

@@ -74,7 +74,7 @@ class FunctionalLoss:
 
 
 def frobenius_loss(Q) -> FunctionalLoss:
-    """ℓ(W) = ‖W − Q‖²_F (no factor ½), the quadratic loss of spec §4.6.
+    """ℓ(W) = ‖W − Q‖²_F (no factor ½), the quadratic loss of §4.6.
 
     Args:
         Q: Target matrix, shape (d_h, d_0).
@@ -127,7 +127,7 @@ def data_loss(inputs, targets, loss: str | Callable[[Tensor, Tensor], Tensor] = 
     """ℓ(W) = C(X Wᵀ, Y): a lossgeom loss on the outputs of the linear map W on data.
 
     Rows are samples, as everywhere in lossgeom: outputs (n, d_h) = X (n, d_0) · Wᵀ. For MSE
-    with reduction "sum" this is ‖W Xᵀ − Yᵀ‖²_F, the ‖WX − Y‖² of spec §4.1 with columns as
+    with reduction "sum" this is ‖W Xᵀ − Yᵀ‖²_F, the ‖WX − Y‖² of §4.1 with columns as
     samples.
 
     Args:

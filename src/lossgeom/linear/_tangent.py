@@ -1,4 +1,4 @@
-"""Tangent and normal spaces of the rank strata of matrices, and the projector P_T (spec §4.8)."""
+"""Tangent and normal spaces of the rank strata of matrices, and the projector P_T (§4.8)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ["TangentSpace", "tangent_space"]
 
 @dataclass(frozen=True)
 class TangentSpace:
-    """Tangent and normal spaces at W̄ of the stratum of matrices of rank e = rank W̄ (spec §4.1).
+    """Tangent and normal spaces at W̄ of the stratum of matrices of rank e = rank W̄ (§4.1).
 
     T = {A : U_⊥ᵀ A V_⊥ = 0}, N = {U_⊥ Z V_⊥ᵀ}, with U (d_h, e), V (d_0, e) orthonormal bases of
     Col W̄ and Row W̄, and U_⊥ (d_h, d_h − e), V_⊥ (d_0, d_0 − e) of their complements.
@@ -39,7 +39,7 @@ class TangentSpace:
     dim: int
 
     def project(self, A: torch.Tensor) -> torch.Tensor:
-        """P_T(A) = P_U A + A P_V − P_U A P_V (spec §4.8).
+        """P_T(A) = P_U A + A P_V − P_U A P_V (§4.8).
 
         Args:
             A: Matrix, shape (d_h, d_0).
@@ -83,7 +83,7 @@ class TangentSpace:
 
 
 def tangent_space(W, rank: int | None = None, *, rtol: float | None = None) -> TangentSpace:
-    """Tangent and normal spaces at W of its rank stratum, and the projector P_T (spec §4.8).
+    """Tangent and normal spaces at W of its rank stratum, and the projector P_T (§4.8).
 
     Args:
         W: Matrix W̄, shape (d_h, d_0).

@@ -1,8 +1,8 @@
-"""Critical loci of deep networks (spec §3): star and core loci, last-layer slices, growth rates.
+"""Critical loci of deep networks (§3): star and core loci, last-layer slices, growth rates.
 
 Walking along the solution manifold lives in ``lossgeom.manifold``.
 
-Definitions follow spec §3.3 (corrected from the source text), in both bias conventions: (B)
+Definitions follow §3.3 (corrected from the source text), in both bias conventions: (B)
 biases in every layer, (A) no biases. Layer indices are 1-based; hidden layers are 1, …, ℓ−1.
 """
 
@@ -21,14 +21,14 @@ from ._slice import SliceReport, last_layer_slice, width_regime
 from ._wide import WideZeroBound, wide_zero_bound
 
 __all__ = [
-    # star and core loci (spec §3.3–3.4)
+    # star and core loci (§3.3–3.4)
     "star_point", "core_point", "dead_pair_point", "locus_dimension", "distance_to_locus",
     "locate", "LocusReport",
-    # global-minimum manifold (spec §3.1)
+    # global-minimum manifold (§3.1)
     "solution_manifold", "SolutionManifold",
-    # very wide networks (spec §3.5)
+    # very wide networks (§3.5)
     "last_layer_slice", "SliceReport", "wide_zero_bound", "WideZeroBound", "width_regime",
-    # growth rates (spec §3.6) and the attraction experiment (spec §3.4(d))
+    # growth rates (§3.6) and the attraction experiment (§3.4(d))
     "growth_formulas", "growth_table", "GrowthTable", "GrowthRow", "attraction",
     "AttractionResult",
 ]

@@ -1,6 +1,6 @@
 """Is the core locus attracting? Gradient descent from small perturbations of core points.
 
-Spec §3.4(d): a locus Z of critical points is *attracting* if gradient flow from a set of positive
+§3.4(d): a locus Z of critical points is *attracting* if gradient flow from a set of positive
 measure converges to Z; whether the core C is attracting is open in the source. On C the Hessian
 has no negative eigenvalue (Theorem 3.2), so the saddle-escape results do not apply; the Hessian
 vanishes on every direction out of C except b_ℓ, so the gradient there is of second order in the

@@ -1,6 +1,6 @@
 """Points of the star locus S_i, the cores C_{i,j} and the dead-pair family; locus dimensions.
 
-Definitions (spec §3.3, corrected from the source text), for hidden layers i < j in 1, …, ℓ−1:
+Definitions (§3.3, corrected from the source text), for hidden layers i < j in 1, …, ℓ−1:
 
 * (B) biases everywhere: S_i = {W_i = 0, b_i = 0; b_m = 0 (i < m ≤ ℓ−1); W_ℓ = 0, b_ℓ = c*}.
 * (A) no biases: S_i = {W_i = 0, W_ℓ = 0}.
@@ -107,7 +107,7 @@ def locus_dimension(widths: Sequence[int], hidden_layers: int | Sequence[int],
                     bias: bool = True) -> int:
     """Dimension of S_i (one index) or C_{i,j} = S_i ∩ S_j (two indices, more for r-cores).
 
-    Spec §3.3 [D]: (B) dim S_i = N − n_i(n_{i−1}+1) − Σ_{i<m≤ℓ−1} n_m − n_ℓ(n_{ℓ−1}+1);
+    §3.3 [D]: (B) dim S_i = N − n_i(n_{i−1}+1) − Σ_{i<m≤ℓ−1} n_m − n_ℓ(n_{ℓ−1}+1);
     (A) dim S_i = N − n_i n_{i−1} − n_ℓ n_{ℓ−1}; each further zeroed hidden layer j > i removes
     n_j n_{j−1}: dim C_{i,j} = dim S_i − n_j n_{j−1}.
 
@@ -126,7 +126,7 @@ def locus_dimension(widths: Sequence[int], hidden_layers: int | Sequence[int],
     Example:
         >>> locus_dimension([3, 4, 5, 4, 1], 2), locus_dimension([3, 4, 5, 4, 1], (1, 2))
         (36, 20)
-        >>> locus_dimension([3, 4, 5, 3, 2], 2, bias=False)   # spec §3.4, convention (A)
+        >>> locus_dimension([3, 4, 5, 3, 2], 2, bias=False)   # §3.4, convention (A)
         27
     """
     where = f"locus_dimension({list(widths)!r}, {hidden_layers!r}, bias={bias!r})"
@@ -177,7 +177,7 @@ def _point(where: str, problem: Problem, hidden: int | Sequence[int], minimum: i
 
 def star_point(problem: Problem, i: int, *, rng: torch.Generator | int | None = None,
                base: Tensor | None = None) -> Tensor:
-    """A point of the star locus S_i (spec §3.3), hidden layer i (1-based).
+    """A point of the star locus S_i (§3.3), hidden layer i (1-based).
 
     (B): W_i = 0, b_i = 0, b_m = 0 for i < m ≤ ℓ−1, W_ℓ = 0, b_ℓ = c* (the best constant output,
     the mean label for mse); (A): W_i = 0, W_ℓ = 0. Every other coordinate is drawn at random
@@ -212,7 +212,7 @@ def star_point(problem: Problem, i: int, *, rng: torch.Generator | int | None = 
 
 def core_point(problem: Problem, i: int, j: int, *, rng: torch.Generator | int | None = None,
                base: Tensor | None = None) -> Tensor:
-    """A point of the core C_{i,j} = S_i ∩ S_j (spec §3.3), hidden layers i ≠ j (1-based).
+    """A point of the core C_{i,j} = S_i ∩ S_j (§3.3), hidden layers i ≠ j (1-based).
 
     Layers min(i, j) and max(i, j) zeroed, the other conditions of S_{min(i,j)}; free coordinates
     random or copied from ``base`` (see ``star_point``).
@@ -240,7 +240,7 @@ def dead_pair_point(problem: Problem, j: int, *, rng: torch.Generator | int | No
                     base: Tensor | None = None) -> Tensor:
     """A dead-pair critical point: hidden layers j and j+1 zeroed, the output layer live.
 
-    Not Cooper's star locus (spec §3.3, "Not part of S"): W_j = W_{j+1} = 0 (and b_j = b_{j+1} = 0
+    Not Cooper's star locus (§3.3, "Not part of S"): W_j = W_{j+1} = 0 (and b_j = b_{j+1} = 0
     in (B)); every later activation is then constant over the data, and in (B) the output bias is
     set so that the constant output equals c*, which makes θ critical with W_ℓ ≠ 0.
 

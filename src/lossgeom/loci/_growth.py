@@ -1,4 +1,4 @@
-"""Growth rates of the critical loci with the width (spec §3.6, Props 6.1/6.2).
+"""Growth rates of the critical loci with the width (§3.6, Props 6.1/6.2).
 
 All hidden widths equal w, depth ℓ (affine layers), input n_0, k outputs, n samples. Convention (B):
 
@@ -11,7 +11,7 @@ Non-zero Hessian eigenvalues (generic): n·k on M (mse); ρ_c on C (k in (B), 0 
 ρ_c + 2ρ_iτ_i on S_i∖C with ρ_i = min(n_{i−1}, k, n − β) and τ_i = w.
 
 The codimension of M is constant, that of S_i (i ≥ 2) and of C quadratic in w; that of S_1 is only
-linear in w when n_0 is fixed — the paper's "quadratic" statement holds for i ≥ 2 (spec §3.6).
+linear in w when n_0 is fixed — the paper's "quadratic" statement holds for i ≥ 2 (§3.6).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class GrowthRow(Result):
 
 @dataclass(frozen=True)
 class GrowthTable(Result):
-    """Dimensions and eigenvalue counts of the loci for a list of widths (spec §3.6).
+    """Dimensions and eigenvalue counts of the loci for a list of widths (§3.6).
 
     Attributes:
         depth: ℓ.
@@ -97,7 +97,7 @@ class GrowthTable(Result):
 
 def growth_formulas(depth: int, width: int, n_inputs: int, n_outputs: int, n_samples: int,
                     bias: bool = True) -> dict:
-    """Spec §3.6 closed forms for hidden widths w: N, dims of M, S_i, C_{i,j}, non-zero counts.
+    """§3.6 closed forms for hidden widths w: N, dims of M, S_i, C_{i,j}, non-zero counts.
 
     Args:
         depth: ℓ ≥ 2 affine layers.
@@ -213,7 +213,7 @@ def growth_table(
 ) -> GrowthTable:
     """Tabulate N, dim M, dim S_i, dim C_{i,j} and non-zero eigenvalue counts against the width.
 
-    Formulas are those of ``growth_formulas`` (spec §3.6). For N ≤ ``measure_max_params`` each
+    Formulas are those of ``growth_formulas`` (§3.6). For N ≤ ``measure_max_params`` each
     width is also measured on a seeded network (``lossgeom.mlp``, Gaussian data): the parameter
     count, dim M = N − rank J at an exact last-layer fit, the locus dimensions as free
     coordinates of the model's masks, and the non-zero Hessian eigenvalue counts at the fit, at
@@ -229,7 +229,7 @@ def growth_table(
         bias: True for convention (B), False for (A).
         activation: Activation of the measured networks (``lossgeom.models.ACTIVATIONS``).
         seed: Seed of networks, data and free locus coordinates.
-        rtol: Relative inertia tolerance of the measured Hessians (the spec's checks use 1e-9).
+        rtol: Relative inertia tolerance of the measured Hessians (the theory's checks use 1e-9).
         measure_max_params: Measure only widths with N at most this.
         dense_max_params: Up to this N the measured counts come from dense Hessians
             (``analyze(method="dense")``); beyond, from the operator routes: the Gram matrix and
@@ -282,7 +282,7 @@ def growth_table(
     if depth >= 3:
         growth["C"] = "quadratic"
     notes = [
-        "codim M = n·k does not depend on w (Cooper 2018, spec §3.1)",
+        "codim M = n·k does not depend on w (Cooper 2018, §3.1)",
         "codim S_i and codim C_{i,j} grow like w² for i ≥ 2: the paper's quadratic statement",
         f"codim S_1 = w(n_0 + β) + (ℓ−2)βw + k(w + β) is only linear in w for fixed n_0 = "
         f"{n_inputs}: the quadratic statement needs i ≥ 2 or an input dimension growing with w",

@@ -1,6 +1,6 @@
 """locate: which star locus S_i or core C_{i,j} θ lies on, and predicted vs measured curvature.
 
-Predictions (spec §3.4, [D], verified in float64). Write g_x = ∇ℓ_x(c*) for the per-sample output
+Predictions (§3.4, [D], verified in float64). Write g_x = ∇ℓ_x(c*) for the per-sample output
 gradients at the constant output, ã_{i−1}(x) for the activation entering layer i (a trailing 1 in
 (B)), P = Σ_x ∇²ℓ_x (k × k) and
 
@@ -13,7 +13,7 @@ gradients at the constant output, ã_{i−1}(x) for the activation entering laye
   of P times 1 + ‖a_{ℓ−1}‖² (a_{ℓ−1} = 0 when σ(0) = 0; for scalar mse-sum the single eigenvalue is
   2n), inertia (ρ_c, 0, N − ρ_c); (A) ∇²L = 0.
 
-Activation assumptions (spec §3.7): σ smooth (a ReLU kink leaves no Hessian on S: no prediction);
+Activation assumptions (§3.7): σ smooth (a ReLU kink leaves no Hessian on S: no prediction);
 σ(0) = 0 (needed for criticality in (A); in (B) its failure changes the core eigenvalue and leaves
 S_i∖C without a closed form); σ'(0) ≠ 0 (otherwise T_i = 0 and S_i∖C is degenerate, not a saddle).
 """
@@ -42,7 +42,7 @@ __all__ = ["LocusReport", "locate"]
 
 @dataclass(frozen=True)
 class LocusReport(Result):
-    """Where θ lies among the critical loci of spec §3.3 and what its Hessian should look like.
+    """Where θ lies among the critical loci of §3.3 and what its Hessian should look like.
 
     Attributes:
         convention: "B" (biases everywhere), "A" (no biases) or None (mixed: loci undefined).
@@ -57,10 +57,10 @@ class LocusReport(Result):
         on_tol: θ is on a locus when its distance is at most this.
         star_layers: Hidden layers i with θ ∈ S_i.
         core_pairs: Pairs [i, j] with θ ∈ C_{i,j}.
-        dead_pairs: Layers j with hidden layers j, j+1 dead and the output layer live (spec §3.3:
+        dead_pairs: Layers j with hidden layers j, j+1 dead and the output layer live (§3.3:
             a critical family that is *not* Cooper's star locus).
         locus: "S_i", "C_{i,j}", "S_{i,j,…}" (a higher core), "dead pair (j, j+1)" or "none".
-        locus_dimension: Dimension of that locus (spec §3.3), None for "none"/dead pairs.
+        locus_dimension: Dimension of that locus (§3.3), None for "none"/dead pairs.
         loss: L(θ).
         grad_norm: ‖∇L(θ)‖.
         critical: The criticality test of ``analyze``.
@@ -215,14 +215,14 @@ def locate(
     The measured side is ``lossgeom.analyze`` (dense Hessian for N ≤ ``critical.DENSE_MAX_N``);
     on a locus with a prediction at larger N (or with method="operator") it is the randomized
     low-rank Hessian of ``_lowrank`` (about 2·rank HVPs, method "low_rank") with the criticality
-    test of ``analyze``. The predicted side is the closed form of spec §3.4 computed from the data and
+    test of ``analyze``. The predicted side is the closed form of §3.4 computed from the data and
     the weights at θ (see the module docstring). Failed activation assumptions are reported
     instead of predictions.
 
     Args:
         problem: An MLP problem (``lossgeom.mlp``).
         theta: Flat parameters (N,); default ``problem.theta``.
-        rtol: Relative inertia tolerance of ``analyze`` (the spec's checks use 1e-9).
+        rtol: Relative inertia tolerance of ``analyze`` (the theory's checks use 1e-9).
         locus_rtol: θ is on a locus when its distance is at most locus_rtol·max(1, ‖θ‖);
             default N·eps.
         method: "auto", "dense" (always ``analyze``'s dense Hessian) or "operator".
@@ -351,7 +351,7 @@ def _predict(layout: Layout, problem: Problem, theta: Tensor, acts: list[Tensor]
     """(predicted_critical, its reason, prediction, its reason)."""
     act, conv = layout.activation, layout.convention
     if conv is None:
-        why = "biases in some layers only: the star and core loci are not defined (spec §3.3)"
+        why = "biases in some layers only: the star and core loci are not defined (§3.3)"
         return None, why, None, why
     if not star_layers and not dead_pairs:
         near = min(distances, key=distances.get)
@@ -360,7 +360,7 @@ def _predict(layout: Layout, problem: Problem, theta: Tensor, acts: list[Tensor]
         return None, why, None, why
     if not act.smooth:
         why = (f"σ = {act.name} is not smooth at 0 and every later pre-activation on the locus is "
-               "0: L is not twice differentiable there (spec §3.7)")
+               "0: L is not twice differentiable there (§3.7)")
         return None, why, None, why
     if not problem.loss_fn.is_builtin:
         why = "custom loss: the per-sample structure of ∇²ₓC is unknown"
@@ -375,7 +375,7 @@ def _predict(layout: Layout, problem: Problem, theta: Tensor, acts: list[Tensor]
         crit = off <= on_tol
         return (crit, (f"every activation after layer {dead_pairs[0] + 1} is constant; critical "
                        "when the constant output is optimal (max |x − c*| = " f"{off:.3g})"),
-                None, "spec §3.3 gives no Hessian formula for dead pairs (not Cooper's star locus)")
+                None, "§3.3 gives no Hessian formula for dead pairs (not Cooper's star locus)")
     if conv == "A" and not act.vanishes_at_zero:
         why = "σ(0) ≠ 0 without biases: f ≢ 0 on S_i, so Theorem 3.1 does not apply"
         return False, why, None, why
@@ -385,12 +385,12 @@ def _predict(layout: Layout, problem: Problem, theta: Tensor, acts: list[Tensor]
         pred = _core_prediction(layout, problem, acts, x)
         return True, crit_reason, pred, (f"θ lies on the core {'C' if len(star_layers) == 2 else 'r-core'} "
                                          f"of hidden layers {star_layers}: only the output block "
-                                         "of ∇²L survives (Theorem 3.2, spec §3.4(c))")
+                                         "of ∇²L survives (Theorem 3.2, §3.4(c))")
     if not act.vanishes_at_zero:
         return (True, crit_reason, None,
                 "σ(0) ≠ 0: the closed form on S_i∖C assumes every activation after layer i "
-                "vanishes (spec §3.4(b))")
+                "vanishes (§3.4(b))")
     i = star_layers[0]
     pred = _star_prediction(layout, problem, theta, acts, i, x)
     return True, crit_reason, pred, (f"θ ∈ S_{i}∖C: ρ_{i} = {pred['rho_i']['rank']}, "
-                                     f"τ_{i} = {pred['tau_i']['rank']} (spec §3.4(b))")
+                                     f"τ_{i} = {pred['tau_i']['rank']} (§3.4(b))")

@@ -3,7 +3,7 @@
 Used where a dense N × N eigendecomposition is too costly and Lanczos stalls on the huge zero
 cluster of a Hessian of tiny rank: star and core points at large N (``locate``, ``growth_table``).
 
-At star and core points ∇²L has rank r ≪ N (spec §3.4: r = ρ_c + 2ρ_iτ_i on S_i∖C, ρ_c on C), so
+At star and core points ∇²L has rank r ≪ N (§3.4: r = ρ_c + 2ρ_iτ_i on S_i∖C, ρ_c on C), so
 its non-zero eigenvalues are those of a small r × r matrix:
 
 1. Y = ∇²L Ω for a Gaussian Ω (N × p), p = rank hint + oversampling (p HVPs, in batches);

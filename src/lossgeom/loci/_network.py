@@ -1,12 +1,12 @@
 """The layered structure of a fully connected problem: widths, bias convention, activation, slots.
 
 Every function of ``lossgeom.loci`` reads the model as f = A_ℓ ∘ σ ∘ A_{ℓ−1} ∘ ⋯ ∘ σ ∘ A_1 with
-affine layers A_l = (W_l, b_l), W_l of shape (n_l, n_{l−1}), and one hidden activation σ (spec
-§3.3). The model must be an ``nn.Sequential`` alternating ``nn.Linear`` and activation modules,
+affine layers A_l = (W_l, b_l), W_l of shape (n_l, n_{l−1}), and one hidden activation σ
+(§3.3). The model must be an ``nn.Sequential`` alternating ``nn.Linear`` and activation modules,
 as ``lossgeom.mlp`` builds it. Layer indices are 1-based: hidden layers are 1, …, ℓ−1 and the
 output layer is ℓ.
 
-Bias conventions (spec §3.3): "B" — a bias in every layer (the source's setting); "A" — no bias
+Bias conventions (§3.3): "B" — a bias in every layer (the source's setting); "A" — no bias
 at all. A model with biases in some layers only has convention None: the star and core loci are
 not defined for it.
 """
@@ -196,7 +196,7 @@ def hidden_activations(layout: Layout, problem: Problem, theta: Tensor) -> list[
         theta: Flat parameters (N,).
 
     Returns:
-        ℓ tensors, sample-major (row i = sample i; spec §3.5 writes the transposes A_k (n_k, n)).
+        ℓ tensors, sample-major (row i = sample i; §3.5 writes the transposes A_k (n_k, n)).
 
     Raises:
         ValueError: If the layer-by-layer forward pass does not reproduce the model's outputs.

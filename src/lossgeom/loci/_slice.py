@@ -1,4 +1,4 @@
-"""Last-layer slices of wide networks (spec §3.5, Props 5.7–Cor. 5.16).
+"""Last-layer slices of wide networks (§3.5, Props 5.7–Cor. 5.16).
 
 Split θ = (θ', V) with V = [W_ℓ b_ℓ] (k × (n_{ℓ−1}+β)) the output layer. On the fibre θ' = const,
 x = (V Ã)ᵀ with Ã = [A_{ℓ−1}; 1ᵀ] ((n_{ℓ−1}+β) × n, no ones row without an output bias), so for mse
@@ -11,7 +11,7 @@ L = ‖V Ã − Yᵀ‖²_F is a quadratic function of V (Prop. 5.7) with quadra
   nearest fibre minimizer θ* is a line to a global minimum on which L(t) = (1 − t)² L(θ) decreases
   strictly (Cor. 5.9).
 * ker Q is isotropic for ∇²L, so ∇²L has at least 2·dim ker Q − N zero eigenvalues anywhere and at
-  least dim ker Q at semidefinite points (Cor. 5.16, with the caveat of spec §3.5: for k > 1 it
+  least dim ker Q at semidefinite points (Cor. 5.16, with the caveat of §3.5: for k > 1 it
   fails at indefinite points, e.g. star points).
 """
 
@@ -35,11 +35,11 @@ from ._network import Layout, hidden_activations, network_layout
 __all__ = ["REGIMES", "SliceReport", "last_layer_slice", "width_regime"]
 
 REGIMES = ("not wide", "mildly", "very", "extremely wide")
-"""Width regimes of spec §3.2, in the API's spelling (see ``width_regime``)."""
+"""Width regimes of §3.2, in the API's spelling (see ``width_regime``)."""
 
 
 def width_regime(widths: list[int] | tuple[int, ...], n_samples: int) -> str:
-    """The width regime of spec §3.2 for widths [n_0, …, n_ℓ] and n samples.
+    """The width regime of §3.2 for widths [n_0, …, n_ℓ] and n samples.
 
     * "not wide": N ≤ n·k (not overparameterized).
     * "mildly": N > n·k, but some hidden layer has at most n units.
@@ -72,7 +72,7 @@ def width_regime(widths: list[int] | tuple[int, ...], n_samples: int) -> str:
 
 @dataclass(frozen=True)
 class SliceReport(Result):
-    """The last-layer slice through θ (spec §3.5); tensors are left out of ``to_dict``.
+    """The last-layer slice through θ (§3.5); tensors are left out of ``to_dict``.
 
     Attributes:
         n_params: N.
@@ -109,7 +109,7 @@ class SliceReport(Result):
         isotropic_bound: 2·dim ker Q − N (a lower bound on n_zero at every point).
         cor_5_16: {applies, holds, counterexample, reason}: n_zero ≥ dim ker Q is asserted only at
             critical semidefinite points; a critical indefinite point with fewer zeros is shown
-            as a counterexample (k > 1, spec §3.5).
+            as a counterexample (k > 1, §3.5).
         kernel_basis: Orthonormal basis of ker Q in parameter coordinates, shape (N, dim ker Q).
         line_target: θ* (N,), the fibre minimizer nearest θ, or None.
     """
@@ -256,11 +256,11 @@ def last_layer_slice(
     Args:
         problem: An MLP problem (``lossgeom.mlp``) with at least one hidden layer.
         theta: Flat parameters (N,); default ``problem.theta``.
-        rtol: Relative inertia tolerance of ``analyze`` (the spec's checks use 1e-9).
+        rtol: Relative inertia tolerance of ``analyze`` (the theory's checks use 1e-9).
         rank_rtol: Relative tolerance of the rank of Ã and A_{ℓ−1}; default max(shape)·eps.
         rng: Seed or generator of the level-set probes.
         n_probes: Random points of θ + ker Q at which L is compared with L(θ).
-        probe_size: Norm of each probe step (spec §3.5 uses about 3).
+        probe_size: Norm of each probe step (§3.5 uses about 3).
         require_critical: Raise NotCriticalError if θ is not critical (Thm 5.15's hypothesis).
         method: Route of ``analyze``: "auto", "dense" or "operator".
         max_bytes: Memory budget of dense matrices.
@@ -280,7 +280,7 @@ def last_layer_slice(
         >>> X = torch.randn(4, 3, generator=g, dtype=torch.float64)
         >>> p = lg.Problem(lg.mlp([3, 6, 1]), X, torch.randn(4, 1, generator=g, dtype=torch.float64))
         >>> s = last_layer_slice(p, star_point(p, 1, rng=0), rtol=1e-9)
-        >>> s.dim_ker_q, s.inertia, s.level_set["constant"]      # spec §3.5, [3,6,1] row
+        >>> s.dim_ker_q, s.inertia, s.level_set["constant"]      # §3.5, [3,6,1] row
         (6, [7, 6, 18], True)
     """
     where = "last_layer_slice(problem, theta)"
@@ -355,5 +355,5 @@ def _cor_5_16(critical: bool, semidef: bool | None, n_zero: int | None, dim_ker:
     return {"applies": False, "holds": holds, "counterexample": not holds,
             "reason": ("critical but indefinite: an isotropic subspace only forces "
                        "2·dim ker Q − N zeros" + (f"; here {n_zero} < dim ker Q = {dim_ker}: "
-                                                   "Cor. 5.16 fails (spec §3.5, k > 1)"
+                                                   "Cor. 5.16 fails (§3.5, k > 1)"
                                                    if not holds else ""))}

@@ -1,4 +1,4 @@
-"""The project's zero-eigenvalue bound over all layers of a wide network (spec §3.5).
+"""The project's zero-eigenvalue bound over all layers of a wide network (§3.5).
 
 V_k = {V : V A_k = 0} ⊂ R^{n_{k+1} × n_k} (A_k the activations of layer k on the data, A_0 = X)
 moves W_{k+1} without changing any activation on the data, so L is constant on θ + ⊕V_k and ⊕V_k
@@ -29,7 +29,7 @@ __all__ = ["WideZeroBound", "wide_zero_bound"]
 
 @dataclass(frozen=True)
 class WideZeroBound(Result):
-    """The project's zero-eigenvalue bound over all layers (spec §3.5).
+    """The project's zero-eigenvalue bound over all layers (§3.5).
 
     Mapping-style access ``bound["m"]`` works for the contract's keys m, bound and
     n_zero_eigenvalues (and every other field).
@@ -100,7 +100,7 @@ def wide_zero_bound(
         >>> X = torch.randn(3, 2, generator=g, dtype=torch.float64)
         >>> p = lg.Problem(lg.mlp([2, 12, 12, 1], bias=False, generator=g), X,
         ...                torch.randn(3, 1, generator=g, dtype=torch.float64))
-        >>> b = wide_zero_bound(p)                   # spec §3.5, first row: m = 117, 84 zeros
+        >>> b = wide_zero_bound(p)                   # §3.5, first row: m = 117, 84 zeros
         >>> b["m"], b["bound"], b["n_zero_eigenvalues"], b.holds
         (117, 54, 84, True)
     """

@@ -1,4 +1,4 @@
-"""The global-minimum manifold M = {x(θ) = y} through an exact fit (spec §3.1, Cooper 2018).
+"""The global-minimum manifold M = {x(θ) = y} through an exact fit (§3.1, Cooper 2018).
 
 For a network fitted exactly (∇ₓC = 0) with rank J locally constant, M is locally a manifold of
 dimension N − rank J, generically N − n·k; the Hessian there is Jᵀ∇²ₓC J, so it has exactly
@@ -22,7 +22,7 @@ __all__ = ["SolutionManifold", "solution_manifold"]
 
 @dataclass(frozen=True)
 class SolutionManifold(Result):
-    """Dimension of the global-minimum manifold through an exact fit (spec §3.1).
+    """Dimension of the global-minimum manifold through an exact fit (§3.1).
 
     Attributes:
         n_params: N.
@@ -79,7 +79,7 @@ def solution_manifold(problem: Problem, theta: Tensor | None = None, *, rtol: fl
         >>> g = torch.Generator().manual_seed(0)
         >>> X, Y = (torch.randn(4, s, generator=g, dtype=torch.float64) for s in (3, 1))
         >>> p = lg.Problem(lg.mlp([3, 6, 1], bias=False, generator=g), X, Y)
-        >>> m = solution_manifold(p, lg.fit_last_layer(p))         # spec §3.1: 3-6-1, n = 4
+        >>> m = solution_manifold(p, lg.fit_last_layer(p))         # §3.1: 3-6-1, n = 4
         >>> m.dimension, m.inertia
         (20, [4, 0, 20])
     """

@@ -1,8 +1,8 @@
 """Walking on the solution manifold {θ : x(θ) = x(θ₀)}.
 
-Spec §1.2: where rank J ≡ ρ near θ₀, the level set of the behavior x(θ) through θ₀ is a manifold of
+§1.2: where rank J ≡ ρ near θ₀, the level set of the behavior x(θ) through θ₀ is a manifold of
 dimension N − ρ with tangent space ker J (generically N − n·k). At an exact fit it is the
-global-minimum manifold M of spec §3.1 (its dimension: ``lossgeom.loci.solution_manifold``).
+global-minimum manifold M of §3.1 (its dimension: ``lossgeom.loci.solution_manifold``).
 
 The walk moves along ker J and pulls back onto the level set:
 
@@ -55,7 +55,7 @@ def _linearize(problem: Problem, theta: Tensor, route: Route, rank_rtol,
 
 def tangent_basis(problem: Problem, theta: Tensor | None = None, *,
                   rtol: float | None = None) -> tuple[Tensor, RankDecision]:
-    """Orthonormal basis of ker J(θ), the tangent space of the behavior level set (spec §1.2).
+    """Orthonormal basis of ker J(θ), the tangent space of the behavior level set (§1.2).
 
     Args:
         problem: The model, data and loss.

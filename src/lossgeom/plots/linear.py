@@ -132,7 +132,7 @@ def hessian_rank_figure(comparison: HessianRankComparison, title: str | None = N
 
     Measured bars carry their gap σ_r/σ_{r+1} above them; undecided cuts are hatched. The
     formula is the linear-network closed form; for tanh and ReLU it is only an estimate whose
-    agreement depends on the tolerance (spec §5.5).
+    agreement depends on the tolerance (§5.5).
 
     Args:
         comparison: A HessianRankComparison from ``hessian_rank_comparison``.

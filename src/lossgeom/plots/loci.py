@@ -1,4 +1,4 @@
-"""Figures for critical loci and solution-manifold walks (spec §3).
+"""Figures for critical loci and solution-manifold walks (§3).
 
 Builders take result objects from ``lossgeom.loci`` and ``lossgeom.manifold`` and never recompute;
 they return a ``matplotlib.figure.Figure`` (no pyplot state). Save with ``save_figure``.
@@ -26,7 +26,7 @@ def _family_style(family: str, index: int) -> dict:
 def growth_figure(table: GrowthTable, title: str | None = None) -> Figure:
     """Codimensions and zero-eigenvalue fractions of M, S_i and C against the hidden width w.
 
-    Left: codim = N − dim for M, every S_i and C_{1,2} (log–log; lines are the spec §3.6 formulas,
+    Left: codim = N − dim for M, every S_i and C_{1,2} (log–log; lines are the §3.6 formulas,
     markers the measured values). Right: the fraction of zero Hessian eigenvalues per family,
     1 − (non-zero count)/N (lines formula, markers measured).
 

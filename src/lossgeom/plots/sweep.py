@@ -169,7 +169,7 @@ def failures_figure(records: list[dict[str, Any]], limit: int = 30) -> Figure:
 
 
 def heldout_figure(rows: list[dict[str, Any]]) -> Figure:
-    """Spec §6.3 Experiment 2b: held-out spread and modal-pattern share vs width.
+    """§6.3 Experiment 2b: held-out spread and modal-pattern share vs width.
 
     Args:
         rows: ``summarize(records)`` rows of a sweep with held-out outputs.
@@ -196,7 +196,7 @@ def heldout_figure(rows: list[dict[str, Any]]) -> Figure:
 
 
 def linear_rank_figure(records: list[dict[str, Any]]) -> Figure:
-    """Measured Hessian rank against the deep-linear formula (spec §5), one point per run.
+    """Measured Hessian rank against the deep-linear formula (§5), one point per run.
 
     Args:
         records: Stored runs with the ``hessian_rank_formula`` extra.
@@ -219,7 +219,7 @@ def linear_rank_figure(records: list[dict[str, Any]]) -> Figure:
         ax.plot([0, hi], [0, hi], color="gray", lw=1, ls="--")
         agree = int((pred == meas).sum())
         ax.set_title(f"Hessian rank: measured = formula in {agree}/{len(pts)} runs", fontsize=10)
-    ax.set_xlabel("formula rank ∇²L (spec §5.2)")
+    ax.set_xlabel("formula rank ∇²L (§5.2)")
     ax.set_ylabel("measured rank ∇²L")
     ax.grid(alpha=0.3)
     return fig

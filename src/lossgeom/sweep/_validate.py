@@ -79,7 +79,7 @@ def _line_of(text: str | None, section: str, key: str | None = None) -> int | No
 
 @dataclass(frozen=True)
 class Where:
-    """Error context: the spec's name and its TOML text (for line numbers)."""
+    """Error context: the theory's name and its TOML text (for line numbers)."""
 
     label: str
     text: str | None
@@ -148,7 +148,7 @@ def _check_value(w: Where, section: str, key: str, v: Any) -> Any:
             out = _path(w, v)
             if not os.path.isfile(out):
                 problem = (f"no checkpoint at {out!r}", "Create the checkpoints first (paths "
-                           "are relative to the spec's folder)")
+                           "are relative to the theory's folder)")
     elif not isinstance(v, bool):  # the remaining keys are the boolean EXTRAS
         problem = (f"{key} must be true or false, got {v!r}", f"Set {key} = true")
     if problem is not None:
@@ -191,7 +191,7 @@ def cross_check(w: Where, cfg: dict[str, Any], given: dict[str, dict[str, Any]])
                    f"{want})", f"Start the widths with {d}")
     elif source == "cube" and cfg["n"] > 8:
         problem = ("data", "n", f"the cube has 8 points, n = {cfg['n']} requested",
-                   "Use n <= 8 (the spec §6.3 protocol uses n = 4)")
+                   "Use n <= 8 (the §6.3 protocol uses n = 4)")
     elif cfg.get("heldout_outputs") and source != "cube":
         problem = ("analysis", "heldout_outputs", f"held-out outputs need source \"cube\" (got "
                    f"{source!r})", "Use source = \"cube\" or drop heldout_outputs")

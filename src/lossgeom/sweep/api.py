@@ -120,7 +120,7 @@ def run(spec_or_path: SweepSpec | dict | str | os.PathLike, *, backend: str = "l
         db: The SQLite file; default ``sweep.sqlite`` beside the spec.
         workers: Worker processes (default: the cores of this machine).
         retry_failed: Run again the runs stored as "failed".
-        yes: Allow more runs than the spec's ``max_runs``.
+        yes: Allow more runs than the theory's ``max_runs``.
         progress: Show a Rich progress bar on stderr.
 
     Returns:

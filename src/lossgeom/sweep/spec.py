@@ -18,7 +18,7 @@ NOTE [canonical config]
     target = "minimum", ``steps`` only where descent may run) and so is an extra that is off
     (information_loss, heldout_outputs, spectrum, hessian_rank_formula), a ``checkpoint`` not
     given and an ``rtol`` left at its default. Paths (a .npz source, a checkpoint) are made
-    absolute against the spec's folder. The run id is the SHA-256 of the canonical JSON of this
+    absolute against the theory's folder. The run id is the SHA-256 of the canonical JSON of this
     dict (sorted keys, no whitespace): adding a new optional extra later does not change the id
     of a run that does not use it, and nothing about the backend or the machine enters it.
 """

@@ -1,6 +1,6 @@
 """Group stored runs by the grid axes that vary and summarise each group (tables and figures).
 
-The quantities are those of the spec §6.3 protocol, read from the stored Reports (nothing is
+The quantities are those of the §6.3 protocol, read from the stored Reports (nothing is
 recomputed): a run is *fitted* when its Report says ``perfect_fit.holds``; it is
 *rank-deficient* when rank J < min(n·k, N), the largest rank J can have; the zero-eigenvalue
 fraction is the Hessian inertia's zero count over N (runs whose counts are undecided are left
