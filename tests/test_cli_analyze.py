@@ -68,3 +68,11 @@ def test_errors_are_one_line_and_exit_2():
     assert res.exit_code == 2 and "unknown loss 'hinge'" in res.output
     res = runner.invoke(app, ["analyze", "--checkpoint", "nowhere.pt", "--model", "x:y"])
     assert res.exit_code == 2
+
+
+def test_json_mode_errors_are_one_json_object_on_stdout():
+    res = runner.invoke(app, ["analyze", "--widths", "3,-4,1", "--json"])
+    assert res.exit_code == 2
+    payload = json.loads(res.stdout)
+    assert payload["type"] == "ValueError" and "widths" in payload["error"]
+    assert "Traceback" not in res.output

@@ -18,8 +18,11 @@ err = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(json_out: bool = False) -> Iterator[None]:
     """Turn ValueError/TypeError/FileNotFoundError into one red line on stderr and exit code 2.
+
+    With ``json_out`` (a ``--json`` run) the error is also printed on stdout as one JSON object
+    ``{"error": message, "type": exception type}``, so scripts that parse stdout get an answer.
 
     Raises:
         typer.Exit: With code 2 after printing the message.
@@ -28,6 +31,8 @@ def user_errors() -> Iterator[None]:
         yield
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        if json_out:
+            print_json({"error": str(exc), "type": type(exc).__name__})
         raise typer.Exit(2) from None
 
 

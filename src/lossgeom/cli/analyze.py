@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import typer
@@ -15,9 +16,22 @@ from ..datasets import load_data
 from ..plots import save_figure
 from ..plots.spectrum import spectrum_figure
 from ..problem import Problem
-from ..problem_specs import parse_widths, problem_from_config
 from ..reach import TARGET_POINTS, reach
 from ._common import err, out, print_json, report_table, user_errors
+from ._options import (
+    Activation,
+    Bias,
+    Data,
+    Json,
+    Loss,
+    Method,
+    Rtol,
+    Samples,
+    Seed,
+    Target,
+    Widths,
+    build_problem,
+)
 
 
 def _import_factory(spec: str):
@@ -49,37 +63,28 @@ def _checkpoint_problem(checkpoint: Path, model_spec: str, data: str, n: int, se
 
 
 def analyze_command(
-    widths: str = typer.Option("3,4,1", help="Layer widths d,h1,...,k of an MLP."),
-    activation: str = typer.Option("tanh", help="tanh relu sigmoid softplus gelu linear square."),
-    bias: bool = typer.Option(True, "--bias/--no-bias", help="Biases in every layer."),
-    checkpoint: Path | None = typer.Option(None, help="state_dict file (torch.save)."),
-    model: str | None = typer.Option(None, help="module:factory returning the nn.Module."),
-    data: str = typer.Option("cube", help="random, cube, digits, iris, or FILE.npz."),
-    n: int = typer.Option(4, help="Number of training samples."),
-    seed: int = typer.Option(0, help="Seed of the model and the data."),
-    loss: str = typer.Option("mse", help="mse bce ce_prob softmax_ce."),
-    target: str | None = typer.Option(
-        None, help="global_minimum | minimum | as_is (default: as_is for checkpoints)."),
-    method: str = typer.Option("auto", help="auto | dense | operator."),
-    rtol: float | None = typer.Option(None, help="Relative tolerance of every rank decision."),
-    json_out: bool = typer.Option(False, "--json", help="Print the Report as JSON only."),
-    plot: Path | None = typer.Option(None, help="Write the Hessian spectrum figure (PNG)."),
+    widths: Widths = "3,4,1", activation: Activation = "tanh", bias: Bias = True,
+    checkpoint: Annotated[Path | None, typer.Option(help="state_dict file (torch.save).")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="module:factory returning the nn.Module.")] = None,
+    data: Data = "cube", n: Samples = 4, seed: Seed = 0, loss: Loss = "mse",
+    target: Target = None, method: Method = "auto", rtol: Rtol = None,
+    json_out: Json = False,
+    plot: Annotated[Path | None, typer.Option(help="Write the Hessian spectrum figure (PNG).")] = None,
 ) -> None:
     """Analyze one point: rank J, Hessian inertia, manifold dimension and kind.
 
     Raises:
         ValueError: For inconsistent options (reported as one line, exit code 2).
     """
-    with user_errors():
+    with user_errors(json_out):
         if checkpoint is not None:
             if model is None:
                 raise ValueError("--checkpoint needs --model module:factory for the architecture.")
             problem = _checkpoint_problem(checkpoint, model, data, n, seed, loss)
             target = target or "as_is"
         else:
-            problem = problem_from_config({"widths": parse_widths(widths), "activation": activation,
-                                           "bias": bias, "source": data, "n": n, "seed": seed,
-                                           "loss": loss})
+            problem = build_problem(widths, activation, bias, data, n, seed, loss)
             target = target or "global_minimum"
         if target not in TARGET_POINTS:
             raise ValueError(f"--target must be one of {', '.join(TARGET_POINTS)}, got {target!r}.")

@@ -20,6 +20,7 @@ from ..problem import Problem
 from ..problem_specs import problem_from_config
 from ..report import jsonable
 from ._common import err, out, print_json, user_errors
+from ._options import Activation, Bias, Data, Json, Loss, Samples, Seed, Widths
 
 app = typer.Typer(
     name="flow",
@@ -109,13 +110,8 @@ def _table(summaries: list[dict], problem: Problem) -> Table:
 
 @app.callback(invoke_without_command=True)
 def flow(
-    widths: str = typer.Option("2,6,2", help="Layer widths d,h,...,k of the mlp."),
-    activation: str = typer.Option("tanh", help="Hidden activation (ReLU needs --mollify)."),
-    bias: bool = typer.Option(True, help="Biases in every layer."),
-    data: str = typer.Option("random", help="random | cube | digits | iris | FILE.npz."),
-    n: int = typer.Option(3, help="Number of samples."),
-    seed: int = typer.Option(0, help="Seed of the model (and of the data)."),
-    loss: str = typer.Option("mse", help="mse | bce | ce_prob | softmax_ce."),
+    widths: Widths = "2,6,2", activation: Activation = "tanh", bias: Bias = True,
+    data: Data = "random", n: Samples = 3, seed: Seed = 0, loss: Loss = "mse",
     reduction: str = typer.Option("sum", help="sum | mean (the Problem's loss)."),
     alpha: str = typer.Option("0,0.5,1", help="Comma-separated α in [0, 1]."),
     time: str = typer.Option("linear", help="linear (τ of §2.5, mse only) | natural."),
@@ -134,7 +130,7 @@ def flow(
                                                     "temperature."),
     out_dir: Path | None = typer.Option(None, "--out", help="Directory for flow.json and the "
                                                             "figures."),
-    json_out: bool = typer.Option(False, "--json", help="Print the JSON summary only."),
+    json_out: Json = False,
 ) -> None:
     """Integrate each α from the same start; print a table (or JSON) and write figures.
 
@@ -142,7 +138,7 @@ def flow(
         typer.Exit: Code 2 for invalid options (one line on stderr), code 1 when a run stopped
             early (its partial path is still reported and drawn).
     """
-    with user_errors():
+    with user_errors(json_out):
         alphas = _parse_alphas(alpha)
         norm = _parse_normalization(normalization)
         config = {"widths": widths, "activation": activation, "bias": bias, "source": data,

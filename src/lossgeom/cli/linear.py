@@ -44,6 +44,7 @@ from ..plots.linear import bad_minima_figure, eckart_young_figure, hessian_rank_
 from ..problem_specs import parse_widths
 from ..report import jsonable
 from ._common import err, out, print_json, user_errors
+from ._options import Json, Rtol
 
 app = typer.Typer(
     name="linear",
@@ -56,8 +57,6 @@ app = typer.Typer(
 
 __all__ = ["app"]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (stdout).")]
-Rtol = Annotated[float | None, typer.Option(help="Relative tolerance of the rank decisions.")]
 Convention = Annotated[str, typer.Option(help="tangent_cone | all_singular.")]
 Seed = Annotated[int, typer.Option(help="Seed of the random parts.")]
 
@@ -193,10 +192,10 @@ def classify(
     loss: Annotated[str, typer.Option(help="Loss on --data: mse bce ce_prob softmax_ce.")] = "mse",
     convention: Convention = "tangent_cone",
     rtol: Rtol = None,
-    json_out: JsonFlag = False,
+    json_out: Json = False,
 ) -> None:
     """Classify critical points of L = ℓ∘μ as pure or spurious, with ranks and tolerances."""
-    with user_errors():
+    with user_errors(json_out):
         points = (_points_from_files(weights, target, data, loss) if weights is not None
                   else _example_points(example))
         rows = [(name, fl.value(product(Ws)),
@@ -251,12 +250,12 @@ def landscape(
         "--check/--no-check",
         help="Build θ on each fibre and confirm the inertia with analyze.")] = True,
     rtol: Rtol = None,
-    json_out: JsonFlag = False,
+    json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(
         help="Write the critical-value figure (PNG).")] = None,
 ) -> None:
     """Eckart–Young landscape of ‖W_h⋯W_1 − Q‖²_F: values, index sets, Morse indices."""
-    with user_errors():
+    with user_errors(json_out):
         Q = _target_matrix(sigma, rows_q, cols_q, rotate, seed)
         d = None if widths is None else parse_widths(widths)
         with warnings.catch_warnings(record=True) as caught:
@@ -311,11 +310,11 @@ def bad_minima(
     widths: Annotated[str, typer.Option(
         help="d_0,...,d_h with d_0 = d_h = 2 (2,1,2 non-filling; 2,3,2 filling).")] = "2,1,2",
     convention: Convention = "tangent_cone",
-    json_out: JsonFlag = False,
+    json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Write the histogram figure (PNG).")] = None,
 ) -> None:
     """Gradient descent on the §4.7 example; tally the critical point each run reaches."""
-    with user_errors():
+    with user_errors(json_out):
         d = parse_widths(widths)
         ex = weighted_frobenius_example()
         loss = weighted_frobenius_loss(ex.Q, ex.Lambda)
@@ -359,13 +358,13 @@ def hessian_rank(
     seed: Seed = 0,
     rtol: Annotated[float | None, typer.Option(
         help="Relative rank tolerance (default N·eps).")] = None,
-    json_out: JsonFlag = False,
+    json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(
         help="Write the formula-vs-measured bars (PNG); needs --measure.")] = None,
 ) -> None:
     """Closed-form rank of H_o, H_f, H_L (§5) next to measured ranks with tolerance and gap."""
     comp = None
-    with user_errors():
+    with user_errors(json_out):
         d = parse_widths(widths)
         r = min(n, d[0]) if data_rank is None else data_rank
         if measure:

@@ -39,9 +39,21 @@ from ..loci import (
 from ..plots import save_figure
 from ..plots.loci import attraction_figure, growth_figure
 from ..problem import Problem
-from ..problem_specs import parse_widths, problem_from_config
+from ..problem_specs import parse_widths
 from ..reach import reach
 from ._common import err, out, print_json, user_errors
+from ._options import (
+    Activation,
+    Bias,
+    Data,
+    Json,
+    Loss,
+    Rtol,
+    Samples,
+    Seed,
+    Widths,
+    build_problem,
+)
 
 app = typer.Typer(
     name="loci",
@@ -52,31 +64,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-__all__ = ["app", "build_problem", "resolve_point"]
+__all__ = ["Point", "app", "resolve_point"]
 
-Widths = Annotated[str, typer.Option(help="Layer widths n_0,n_1,...,n_ℓ of an MLP.")]
-Activation = Annotated[str, typer.Option(help="tanh relu sigmoid softplus gelu linear square.")]
-Bias = Annotated[bool, typer.Option("--bias/--no-bias",
-                                    help="Biases in every layer (B) or in none (A).")]
-Data = Annotated[str, typer.Option(help="random, cube, digits, iris, or FILE.npz.")]
-Samples = Annotated[int, typer.Option(help="Number of training samples n.")]
-Seed = Annotated[int, typer.Option(help="Seed of the model, the data and the free coordinates.")]
-Loss = Annotated[str, typer.Option(help="mse bce ce_prob softmax_ce.")]
-Rtol = Annotated[float | None, typer.Option(
-    help="Relative inertia tolerance (the theory's checks use 1e-9; default N·eps).")]
-Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON only.")]
 Point = Annotated[str, typer.Option(
     help="init | fit | star:I | core:I,J | dead-pair:J | FILE.npy (a flat θ).")]
 
 POINTS = ("init", "fit", "star:I", "core:I,J", "dead-pair:J", "FILE.npy")
-
-
-def build_problem(widths: str, activation: str, bias: bool, data: str, n: int, seed: int,
-                  loss: str) -> Problem:
-    """The Problem the shared flags describe (``lossgeom.problem_specs.problem_from_config``)."""
-    return problem_from_config({"widths": parse_widths(widths), "activation": activation,
-                                "bias": bias, "source": data, "n": n, "seed": seed,
-                                "loss": loss})
 
 
 def _ints(text: str, spec: str, count: int) -> list[int]:
@@ -328,7 +321,7 @@ def locate_command(
 
 def _locate_command(point, widths, activation, bias, data, n, seed, loss, rtol,
                     json_out) -> None:
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         with err.status(f"locating {point} (N = {problem.n_params})"):
             report = locate(problem, resolve_point(problem, point, seed), rtol=rtol)
@@ -348,7 +341,7 @@ def slice_command(
     json_out: Json = False,
 ) -> None:
     """The last-layer slice: dim ker Q, L constant on θ + ker Q, Cor. 5.9 and Cor. 5.16."""
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         with err.status(f"slicing at {point} (N = {problem.n_params})"):
             report = last_layer_slice(problem, resolve_point(problem, point, seed), rtol=rtol,
@@ -367,7 +360,7 @@ def bound(
     rtol: Rtol = None, json_out: Json = False,
 ) -> None:
     """The bound over all layers: m = Σ n_(k+1)(n_k − rank A_k), zeros ≥ 2m − N."""
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         with err.status(f"bounding at {point} (N = {problem.n_params})"):
             result = wide_zero_bound(problem, resolve_point(problem, point, seed), rtol=rtol)
@@ -391,7 +384,7 @@ def growth(
     json_out: Json = False,
 ) -> None:
     """Dimensions of M, S_i, C and non-zero eigenvalue counts against the width (§3.6)."""
-    with user_errors():
+    with user_errors(json_out):
         ws = parse_widths(widths)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("widths", total=len(ws))
@@ -427,7 +420,7 @@ def attract(
         ValueError: For a --scales value that is not a comma-separated list of numbers (caught
             by ``user_errors``: one line on stderr, exit code 2).
     """
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         try:
             sizes = [float(v) for v in scales.split(",") if v.strip()]

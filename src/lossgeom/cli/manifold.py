@@ -18,20 +18,8 @@ from ..manifold import ManifoldWalk, walk
 from ..plots import save_figure
 from ..plots.loci import walk_figure
 from ._common import err, out, print_json, user_errors
-from .loci import (
-    Activation,
-    Bias,
-    Data,
-    Json,
-    Loss,
-    Point,
-    Rtol,
-    Samples,
-    Seed,
-    Widths,
-    build_problem,
-    resolve_point,
-)
+from ._options import Activation, Bias, Data, Json, Loss, Rtol, Samples, Seed, Widths, build_problem
+from .loci import Point, resolve_point
 
 app = typer.Typer(
     name="manifold",
@@ -103,7 +91,7 @@ def walk_command(
     step_size: Annotated[float, typer.Option(help="Tangent step length h.")] = 0.05,
     inertia_every: Annotated[int, typer.Option(
         help="Measure the Hessian inertia every this many steps (0: never).")] = 10,
-    route: Annotated[str, typer.Option(help="auto | dense | operator.")] = "auto",
+    route: Annotated[str, typer.Option(help="auto | svd | gram (dense, operator: older names).")] = "auto",
     rtol: Rtol = None,
     plot: Annotated[Path | None, typer.Option(
         help="Write loss, drift and rank profile along the walk (PNG).")] = None,
@@ -114,7 +102,7 @@ def walk_command(
     Raises:
         typer.Exit: Code 1 when the walk stops early (the table or JSON is printed first).
     """
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         theta = resolve_point(problem, point, seed)
         with Progress(console=err, transient=True) as bar:
@@ -144,7 +132,7 @@ def dimension(
     rtol: Rtol = None, json_out: Json = False,
 ) -> None:
     """Dim M = N − rank J at an exact fit, against N − n·k and the Hessian's zero count."""
-    with user_errors():
+    with user_errors(json_out):
         problem = build_problem(widths, activation, bias, data, n, seed, loss)
         result = solution_manifold(problem, resolve_point(problem, point, seed), rtol=rtol)
         if json_out:
