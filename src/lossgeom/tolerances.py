@@ -18,6 +18,22 @@ import math
 
 import torch
 
+__all__ = [
+    "COINCIDENCE_RTOL",
+    "CRITICAL_FLOOR_EPS",
+    "CRITICAL_RTOL",
+    "GRAM_ACCURACY",
+    "KERNEL_PROBE_DIRECTIONS",
+    "KERNEL_PROBE_STEPS",
+    "MIN_GAP",
+    "NEARBY_RADIUS",
+    "PERFECT_FIT_RTOL",
+    "default_inertia_rtol",
+    "default_rank_rtol",
+    "eps",
+    "gram_floor",
+]
+
 MIN_GAP = 1e3
 """A rank or inertia cut is certified (``decided=True``) when the ratio of the smallest value kept
 to the largest value dropped is at least this (three orders of magnitude)."""

@@ -33,6 +33,8 @@ from ._options import (
     build_problem,
 )
 
+__all__ = ["analyze_command"]
+
 
 def _import_factory(spec: str):
     if ":" not in spec:

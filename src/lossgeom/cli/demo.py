@@ -11,6 +11,8 @@ from rich.table import Table
 from ..demo import TREND_SEEDS, TREND_STEPS, TREND_WIDTHS, run_demo
 from ._common import err, out, user_errors
 
+__all__ = ["demo_command"]
+
 
 def demo_command(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),

@@ -27,6 +27,8 @@ from ._common import err as _err
 from ._common import out as _out
 from ._common import user_errors
 
+__all__ = ["app"]
+
 app = typer.Typer(help="Sweeps: TOML specs over grids of widths, activations, data and seeds, "
                        "stored in SQLite (crash-safe, resumable).", no_args_is_help=True)
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._checks import check_option, check_rtol, generator
 from ..analysis import analyze
+from ..results import Result
 from ._classify import CONVENTIONS, LinearCritical, classify
 from ._functional import _product, functional_space
 from ._objectives import FunctionalLoss, functional_problem, weighted_frobenius_loss
@@ -85,7 +86,7 @@ def weighted_frobenius_example() -> WeightedFrobeniusExample:
 
 
 @dataclass(frozen=True)
-class CriticalCluster:
+class CriticalCluster(Result):
     """Runs that ended at the same critical value.
 
     Attributes:
@@ -112,17 +113,6 @@ class CriticalCluster:
     rank_product: int
     representative: int
     label: str = ""
-
-    def to_dict(self) -> dict:
-        """Plain-dict form of the fields.
-
-        Returns:
-            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
-        """
-        return {"loss": self.loss, "count": self.count, "kind": self.kind, "label": self.label,
-                "inertia": list(self.inertia), "inertia_tol": self.inertia_tol,
-                "inertia_gap": self.inertia_gap, "pure": self.pure,
-                "rank_product": self.rank_product, "representative": self.representative}
 
 
 @dataclass(frozen=True)

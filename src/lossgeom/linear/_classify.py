@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_finite, check_option, check_rtol
 from ..linalg import RankDecision, numerical_rank
+from ..results import Result
 from ..tolerances import CRITICAL_RTOL
 from ._functional import (
     DifferentialRank,
@@ -60,7 +61,7 @@ NUMERICAL_CROSS_CHECK_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
-class LinearCritical:
+class LinearCritical(Result):
     """Whether θ is critical for L = ℓ ∘ μ, and whether it is pure or spurious (§4.2–4.4).
 
     Attributes:
@@ -113,24 +114,6 @@ class LinearCritical:
     rank_decision: RankDecision = field(repr=False)
     differential: DifferentialRank = field(repr=False)
     differential_numerical: RankDecision | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        """Plain-dict form of the fields.
-
-        Returns:
-            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
-        """
-        out = {k: getattr(self, k) for k in (
-            "is_critical", "rank_product", "r", "pure", "differential_rank",
-            "dim_functional_space", "convention", "grad_norm", "grad_tol", "loss_grad_norm",
-            "stratum_grad_norm", "tested_norm", "stationarity_tol", "filling", "smooth_point",
-            "maximal_differential", "kind", "reason", "n_params")}
-        out["widths"] = list(self.widths)
-        out["rank_decision"] = self.rank_decision.to_dict()
-        out["differential"] = self.differential.to_dict()
-        out["differential_numerical"] = (None if self.differential_numerical is None
-                                         else self.differential_numerical.to_dict())
-        return out
 
 
 def _gradient_scale(loss_grad_fn: Callable[[Tensor], Tensor], G: Tensor, g_norm: float) -> float:

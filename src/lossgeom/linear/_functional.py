@@ -21,6 +21,7 @@ import torch
 
 from .._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_rtol
 from ..linalg import CurvatureOperator, RankDecision, numerical_rank
+from ..results import Result
 from ._weights import as_weights, check_widths, widths_of
 
 __all__ = [
@@ -164,7 +165,7 @@ def _differential(Ws: Sequence[torch.Tensor]) -> CurvatureOperator:
 # the functional space
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class FunctionalSpace:
+class FunctionalSpace(Result):
     """The functional space M_r = {W ∈ R^{d_h×d_0} : rank W ≤ r} of an architecture (§4.1).
 
     Attributes:
@@ -184,16 +185,6 @@ class FunctionalSpace:
     n_params: int
     ambient_dim: int
     generic_fibre_dim: int
-
-    def to_dict(self) -> dict:
-        """Plain-dict form of the fields.
-
-        Returns:
-            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
-        """
-        return {"widths": list(self.widths), "r": self.r, "dim": self.dim,
-                "filling": self.filling, "n_params": self.n_params,
-                "ambient_dim": self.ambient_dim, "generic_fibre_dim": self.generic_fibre_dim}
 
 
 def functional_space(widths) -> FunctionalSpace:
@@ -249,7 +240,7 @@ def is_filling(widths) -> bool:
 # rank of the differential
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DifferentialRank:
+class DifferentialRank(Result):
     """rank dμ(θ) by the staircase formula (NOTE [staircase rank]), with its evidence.
 
     Attributes:
@@ -271,18 +262,6 @@ class DifferentialRank:
     decided: bool
     dim_functional_space: int
     maximal: bool
-
-    def to_dict(self) -> dict:
-        """Plain-dict form of the fields.
-
-        Returns:
-            A dict of plain Python values (floats may be inf; see ``report.jsonable``).
-        """
-        return {"rank": self.rank, "u": list(self.u), "v": list(self.v),
-                "u_decisions": [x.to_dict() for x in self.u_decisions],
-                "v_decisions": [x.to_dict() for x in self.v_decisions],
-                "decided": self.decided, "dim_functional_space": self.dim_functional_space,
-                "maximal": self.maximal}
 
 
 def _factor_singular_values(after: Sequence[torch.Tensor], before: Sequence[torch.Tensor]
