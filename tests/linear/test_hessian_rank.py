@@ -235,7 +235,6 @@ def test_formula_consistency(widths, r, loss):
      "augmented_rank = 4 is impossible"),
     ({"widths": [3, 2], "data_rank": 2, "bias": True, "n_samples": 2, "augmented_rank": 3},
      ValueError, "augmented_rank = 3 is impossible"),
-    ({"widths": [3, 2], "data_rank": 2.0}, TypeError, "data_rank must be an integer"),
 ])
 def test_formula_rejects_bad_input(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -317,6 +316,38 @@ def test_comparison_softmax_outer_from_root_of_output_hessian_times_j():
     assert by_factor.rank == 120 and by_factor.decided and by_factor.gap > 1e6
     by_g = _gauss_newton_route(problem)
     assert not (by_g.decided and by_g.rank == 120), by_g
+
+
+def test_softmax_factor_reproduces_output_hessian_and_kills_ones():
+    """RᵢᵀRᵢ = ∇²Cᵢ (the loss's own blocks) and Rᵢ1 = 0 to eps, with no √eps from a kernel; at
+    widths (5, 2), K − 1 = 1, rank H_o = r̃ = 4 (an eigh root gave a spurious fifth value)."""
+    from lossgeom.linear._hessian_rank import _comparison_problem, _softmax_factor
+
+    problem = _comparison_problem((5, 2), 9, 3, "softmax_ce", True, "linear", 244)
+    R = _softmax_factor(problem, problem.theta)
+    x = problem.outputs(problem.theta)
+    blocks = problem.loss_fn.output_hessian_blocks(x, problem.targets)
+    torch.testing.assert_close(R.mT @ R, blocks, atol=1e-15, rtol=0)
+    assert float((R @ torch.ones(2, dtype=F64)).abs().max()) < 1e-15
+    comp = ll.hessian_rank_comparison([5, 2], 9, activations=("linear",), loss="ce", bias=True,
+                                      data_rank=3, seed=244)
+    assert [(r.measured, r.agrees, r.decided) for r in comp.rows] == [(4, True, True),
+                                                                     (0, True, True),
+                                                                     (4, True, True)]
+
+
+@pytest.mark.parametrize("loss,route", [("mse", "J: gram"), ("ce", "(∇²C)^½ J: gram")])
+def test_comparison_gram_route_when_j_does_not_fit(monkeypatch, loss, route):
+    """The Gram route (J too large for memory) decides the same rank H_o as the dense SVD."""
+    import lossgeom.linear._hessian_rank as hr
+
+    dense = hr.hessian_rank_comparison([6, 4, 4, 3], 12, activations=("linear",), loss=loss)
+    monkeypatch.setattr(hr, "DEFAULT_MAX_BYTES", 0)
+    gram = hr.hessian_rank_comparison([6, 4, 4, 3], 12, activations=("linear",), loss=loss)
+    a, b = dense.rows[0], gram.rows[0]
+    assert b.route.startswith(route) and a.route.endswith(": svd")
+    assert b.measured == a.measured == a.formula and b.decided
+    assert b.sigma_r == pytest.approx(a.sigma_r, rel=1e-6)
 
 
 def test_comparison_rejects_bad_input():

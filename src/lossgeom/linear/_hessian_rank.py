@@ -7,7 +7,7 @@ Ranks at a generic θ, for generic data and targets. Softmax cross-entropy repla
 throughout (the softmax Hessian kills 1 and the gradient has zero sum). Depth L = 1 is linear in
 θ, so H_f = 0 and H_L = H_o.
 
-No bias (§5.2). With q = min(r, K, M_1, …, M_{L-1}), s = min(r, K) and m = Σ_{l<L} M_l:
+No bias (§5.2). With q = min(r, K, M_1, …, M_{L-1}), s = min(r, K), m = M_1 + ⋯ + M_{L-1}:
 
     rank H_o = q(r + K − q),   rank H_f = 2qm + 2qs − Lq²,   rank H_L = 2qm + q(r + K) − Lq².
 
@@ -53,7 +53,6 @@ from ..problem import Problem
 from ._weights import check_widths
 
 __all__ = [
-    "BIAS_OPTIONS",
     "HESSIAN_RANK_LOSSES",
     "HessianRankComparison",
     "HessianRankRow",
@@ -63,9 +62,6 @@ __all__ = [
 
 HESSIAN_RANK_LOSSES = ("mse", "softmax_ce", "ce")
 """Losses with closed-form Hessian ranks; "ce" is an alias of "softmax_ce"."""
-
-BIAS_OPTIONS = (False, True, "output")
-"""Bias placements with closed forms: none, every layer, the output layer only."""
 
 PARTS = ("outer", "functional", "total")
 """The three Hessians: H_o (outer product), H_f (functional), H_L = H_o + H_f (total)."""
@@ -242,7 +238,8 @@ class HessianRankRow:
         gap_at_formula: σ_f / σ_{f+1} at the formula's cut f (how clearly the spectrum
             separates there; None when there is no formula or no σ_{f+1}).
         route: Which matrix was cut and how: "J: svd" (rank H_o = rank J for MSE, since
-            H_o = Jᵀ(2I)J), "(∇²C)^½ J: svd" (softmax CE, per-sample square roots of ∇²C),
+            H_o = Jᵀ(2I)J), "(∇²C)^½ J: svd" (softmax CE: R J with per-sample factors
+            RᵢᵀRᵢ = ∇²Cᵢ),
             "…: gram" or "…: gram+svd" when J is too large for memory, "H_f: eigenvalues" or
             "H_L: eigenvalues" (dense symmetric Hessian, σ = |λ|).
     """
@@ -324,35 +321,39 @@ def _rank_row(activation: str, part: str, formula, decision: RankDecision, s: to
                           None if formula is None else decision.rank == formula, gap_f, route)
 
 
-def _psd_sqrt(blocks: torch.Tensor) -> torch.Tensor:
-    """Symmetric square roots of PSD blocks (b, k, k); eigenvalues ≤ k·eps·λ_max set to 0.
+def _softmax_factor(problem: Problem, theta: torch.Tensor) -> torch.Tensor:
+    """Per-sample factors Rᵢ (n, k, k) with RᵢᵀRᵢ = ∇²Cᵢ for softmax cross-entropy.
 
-    The cut keeps the round-off on a kernel direction (λ ≈ ±eps·λ_max, the vector 1 for the
-    softmax) from turning into a spurious √eps singular value of (∇²C)^½ J.
+    ∇²Cᵢ = wᵢ(diag pᵢ − pᵢpᵢᵀ) with wᵢ = (reduction scale)·Σ_c y_ic, and diag p − ppᵀ = AAᵀ with
+    Aᵀ = diag(√p)(I − 1pᵀ) exactly when Σp = 1, so Rᵢ = √wᵢ Aᵢᵀ and Rᵢ1 = 0 up to eps. (A
+    symmetric root from eigh would turn the round-off on the kernel vector 1, some 10·eps·‖∇²Cᵢ‖,
+    into a spurious singular value √(10 eps)·‖J‖ of the product.)
     """
-    lam, V = torch.linalg.eigh(0.5 * (blocks + blocks.mT))
-    cut = blocks.shape[-1] * torch.finfo(lam.dtype).eps * lam.abs().amax(-1, keepdim=True)
-    root = torch.where(lam > cut, lam, torch.zeros_like(lam)).sqrt()
-    return V @ (root[..., None] * V.mT)
+    n, k = problem.n_samples, problem.n_outputs
+    p = torch.softmax(problem.outputs(theta), dim=-1)
+    w = problem.loss_fn.scale(n, k) * problem.targets.sum(dim=-1)
+    eye = torch.eye(k, dtype=p.dtype)
+    return (w.clamp_min(0).sqrt()[:, None, None] * p.sqrt()[:, :, None]
+            * (eye - p[:, None, :]))
 
 
 def _outer_rank(problem: Problem, theta: torch.Tensor, rtol: float | None
                 ) -> tuple[RankDecision, torch.Tensor, str, float]:
     """Rank H_o from J, never from H_o = Jᵀ∇²C J, whose eigenvalues square J's conditioning.
 
-    MSE: ∇²C = 2sI, so rank H_o = rank J. Otherwise rank H_o = rank S J with S the block
-    diagonal of per-sample symmetric roots (∇²C_i)^½. J dense when it fits in memory, else the
-    Gram route (K = J Jᵀ, refined by an SVD or by Jᵀ U below its floor).
+    MSE: ∇²C = 2sI, so rank H_o = rank J. Softmax CE: rank H_o = rank R J with R the block
+    diagonal of the per-sample factors of ``_softmax_factor`` (RᵀR = ∇²C). J dense when it fits
+    in memory, else the Gram route (K = J Jᵀ, refined by an SVD or by Jᵀ U below its floor).
 
     Returns:
         (decision, descending singular values of the matrix cut, route, ‖H_o‖₂).
     """
     n, k, N = problem.n_samples, problem.n_outputs, problem.n_params
     m = n * k
-    blocks = problem.loss_fn.output_hessian_blocks(problem.outputs(theta), problem.targets)
     fits = 8 * m * N <= DEFAULT_MAX_BYTES
     if problem.loss_fn.name == "mse":
-        c, name = float(blocks[0, 0, 0]), "J"
+        blocks = problem.loss_fn.output_hessian_blocks(problem.outputs(theta), problem.targets)
+        c, name = float(blocks[0, 0, 0]), "J"  # ∇²C = c I
         if fits:
             s = torch.linalg.svdvals(jacobian(problem, theta))
             dec, method = numerical_rank(s, rtol, shape=(m, N)), "svd"
@@ -360,16 +361,16 @@ def _outer_rank(problem: Problem, theta: torch.Tensor, rtol: float | None
             dec, (lam, _) = gram_rank(problem, theta, rtol)
             s, method = lam.clamp_min(0).sqrt().flip(0), dec.method
         return dec, s, f"{name}: {method}", c * dec.sigma_max ** 2
-    root, name = _psd_sqrt(blocks), "(∇²C)^½ J"
+    root, name = _softmax_factor(problem, theta), "(∇²C)^½ J"
     if fits:
         J = jacobian(problem, theta).reshape(n, k, N)
         s = torch.linalg.svdvals(torch.einsum("bij,bjp->bip", root, J).reshape(m, N))
         dec, method = numerical_rank(s, rtol, shape=(m, N)), "svd"
-    else:
+    else:  # Gram of R J: R K Rᵀ, refined through Jᵀ(Rᵀ U)
         R = torch.block_diag(*root)
-        G = R @ ntk_gram(problem, theta) @ R
+        G = R @ ntk_gram(problem, theta) @ R.T
         op = jacobian_operator(problem, theta)
-        dec = rank_from_gram(G, N, rtol, refine=lambda U: op.torch_rmatmat(R @ U))
+        dec = rank_from_gram(G, N, rtol, refine=lambda U: op.torch_rmatmat(R.T @ U))
         s = torch.linalg.eigvalsh(0.5 * (G + G.T)).clamp_min(0).sqrt().flip(0)
         method = dec.method
     return dec, s, f"{name}: {method}", dec.sigma_max ** 2
