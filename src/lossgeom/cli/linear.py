@@ -408,6 +408,9 @@ def hessian_rank(
     out.print(f"q = {formula['q']}, s = {formula['s']}, K_eff = {formula['k_effective']}; "
               f"{formula['reason']}", highlight=False)
     if comp is not None:
+        routes = ", ".join(sorted({row.route for row in comp.rows if row.part == "outer"}))
+        out.print(f"H_o route {routes}: its tol and gap are singular values of that matrix (the "
+                  "eigenvalues of H_o would square its conditioning).", highlight=False)
         out.print("tanh/ReLU: the linear formula is only an estimate there; agreement depends on "
                   f"the tolerance (§5.5). rtol = {comp.rtol:.2e}, {comp.seconds:.1f} s.",
                   highlight=False)

@@ -127,6 +127,9 @@ def bad_minima_figure(result: BadMinimaResult, title: str | None = None) -> Figu
     return fig
 
 
+_BIAS_LABEL = {False: "", True: ", bias", "output": ", output bias"}
+
+
 def hessian_rank_figure(comparison: HessianRankComparison, title: str | None = None) -> Figure:
     """Grouped bars: formula rank and measured rank per activation for H_o, H_f and H_L.
 
@@ -175,7 +178,7 @@ def hessian_rank_figure(comparison: HessianRankComparison, title: str | None = N
     ax.set_ylim(0, 1.45 * comparison.n_params)
     ax.set_title(title or f"Hessian ranks: widths {tuple(comparison.widths)}, "
                           f"n = {comparison.n_samples}, r = {comparison.data_rank}, "
-                          f"{comparison.loss}{', bias' if comparison.bias else ''} "
+                          f"{comparison.loss}{_BIAS_LABEL[comparison.bias]} "
                           f"(rtol {comparison.rtol:.1e})", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", ncol=3)
     return fig
