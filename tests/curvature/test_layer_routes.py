@@ -45,6 +45,16 @@ AUTOGRAD_RTOL = 1e-10   # two exact float64 routes: rounding only
 FD_RTOL = 1e-6          # central differences, h = eps^(1/3)·max(1, ‖θ‖∞): O(h²) + O(eps/h)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: a second intra-op thread only adds contention (tens of times slower
+    on a loaded machine), so this module runs single-threaded and restores the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _init(model: nn.Module, seed: int) -> nn.Module:
     g = seeded(seed)
     model.double()
