@@ -673,17 +673,32 @@ class _Apply(nn.Module):
 def test_probe_falls_back_to_reverse_mode_when_forward_mode_is_wrong():
     from models import autograd_hessian, autograd_jacobian, max_rel
 
+    from lossgeom.curvature._hessian import dense_second_order
+
     model = nn.Sequential(nn.Linear(2, 3), _Apply(_BadForwardTanh), nn.Linear(3, 1)).double()
     X, Y = _data()
     problem = lg.Problem(model, X, Y)
     assert problem.forward_ad is False and "disagrees with reverse mode" in problem.ad_notes
     assert "forward_ad=False" in repr(problem)
     theta = problem.theta
-    assert max_rel(lg.hessian(problem), autograd_hessian(problem.loss_at, theta)) < 1e-12
+    H = autograd_hessian(problem.loss_at, theta)
+    assert max_rel(lg.hessian(problem), H) < 1e-12
+    assert max_rel(lg.hessian(problem, mode="forward"), H) < 1e-12     # asked for, not used
+    wrong = dense_second_order(problem.loss_at, theta, mode="forward")  # the faulty rule itself
+    assert max_rel(wrong, H) > 1e-2
     J = autograd_jacobian(problem.output_fn, theta)
     v = torch.ones(problem.n_params, dtype=F64)
     assert max_rel(lg.jacobian_operator(problem).torch_matvec(v), J @ v) < 1e-12
-    assert max_rel(lg.gauss_newton(problem), 2 * J.T @ J) < 1e-12
+    G = lg.gauss_newton(problem)
+    assert max_rel(G, 2 * J.T @ J) < 1e-12
+    assert max_rel(G + lg.residual_hessian(problem), H) < 1e-12
+    hess = lg.analyze(problem, method="dense").to_dict()["hessian"]     # the dense route is sound
+    lam = torch.linalg.eigvalsh(H)
+    tol = hess["tol"]
+    assert hess["inertia"] == [int((lam > tol).sum()), int((lam < -tol).sum()),
+                               int((lam.abs() <= tol).sum())]
+    assert torch.allclose(torch.tensor(hess["top_eigenvalues"], dtype=F64),
+                          lam.flip(0)[: len(hess["top_eigenvalues"])], rtol=1e-10)
 
 
 def test_probe_falls_back_when_a_custom_loss_has_no_forward_rule():

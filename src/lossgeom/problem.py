@@ -26,6 +26,9 @@ _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDro
                nn.FeatureAlphaDropout)
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
+PROBE_SAMPLES = 8
+"""Samples the forward-mode probe evaluates on (per-sample Problems; batch-coupled ones use all)."""
+
 Select = Sequence[str] | str | Callable[[str, Tensor], bool] | None
 """Which parameters form θ: None, name prefixes, or a predicate (name, tensor) -> bool."""
 
@@ -527,23 +530,49 @@ class Problem:
                 return False
         return True
 
+    def _probe_functions(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """(θ ↦ x, θ ↦ L) for the probe: on the first ``PROBE_SAMPLES`` samples.
+
+        A Problem that is not per-sample, or whose loss does not accept the subset, uses the
+        whole batch.
+        """
+        m = min(self.n_samples, PROBE_SAMPLES)
+        if self.per_sample and m < self.n_samples:
+            X, Y = self.inputs[:m], self.targets[:m]
+
+            def sub_outputs(t: Tensor) -> Tensor:
+                return self._call(self.unflatten(t), X)
+
+            def sub_loss(t: Tensor) -> Tensor:
+                return self.loss_fn(sub_outputs(t), Y)
+
+            try:
+                with torch.no_grad():
+                    ok = sub_loss(self._theta).ndim == 0
+            except Exception:  # a custom loss tied to the full batch
+                ok = False
+            if ok:
+                return sub_outputs, sub_loss
+        return self.output_fn, self.loss_at
+
     def _probe_autodiff(self, where: str, theta: Tensor) -> tuple[bool, str]:
         """(forward_ad, ad_notes): does forward mode work through the model, and agree with reverse?
 
         Reverse mode must work (every route needs it): its failure is an error. Forward mode is
         checked by the transpose identity ⟨w, J v⟩ = ⟨Jᵀ w, v⟩ and by ∇²L v from ``jvp(grad)``
-        against plain autograd double backward, for seeded random v, w, at relative tolerance √eps.
+        against plain autograd double backward, for seeded random v, w, at relative tolerance √eps,
+        on at most ``PROBE_SAMPLES`` samples (a few gradients' worth of work).
 
         Raises:
             ValueError: If reverse mode (``torch.func.vjp``) fails through the model.
         """
+        outputs, loss = self._probe_functions()
         gen = torch.Generator(device="cpu").manual_seed(1)
         v = torch.randn(theta.shape, generator=gen, dtype=self.dtype).to(self.device)
-        out_shape = (self.n_samples, self.n_outputs)
-        w = torch.randn(out_shape, generator=gen, dtype=self.dtype).to(self.device)
         rtol = math.sqrt(float(torch.finfo(self.dtype).eps))
         try:
-            _, pull = torch.func.vjp(self.output_fn, theta)
+            out, pull = torch.func.vjp(outputs, theta)
+            w = torch.randn(out.shape, generator=gen, dtype=self.dtype).to(self.device)
             jtw = pull(w)[0]
         except Exception as exc:
             raise ValueError(
@@ -555,7 +584,7 @@ class Problem:
         t = theta.detach().requires_grad_(True)
         try:
             with torch.enable_grad():
-                (g,) = torch.autograd.grad(self.loss_at(t), t, create_graph=True)
+                (g,) = torch.autograd.grad(loss(t), t, create_graph=True)
             hv_rev = (torch.autograd.grad(g, t, v, allow_unused=True)[0]
                       if g.requires_grad else None)
             hv_rev = torch.zeros_like(v) if hv_rev is None else hv_rev.detach()
@@ -564,8 +593,8 @@ class Problem:
         else:
             rev_note = ""
         try:
-            jv = torch.func.jvp(self.output_fn, (theta,), (v,))[1]
-            hv = torch.func.jvp(torch.func.grad(self.loss_at), (theta,), (v,))[1]
+            jv = torch.func.jvp(outputs, (theta,), (v,))[1]
+            hv = torch.func.jvp(torch.func.grad(loss), (theta,), (v,))[1]
         except Exception as exc:
             return False, (f"forward-mode AD is unavailable ({_first_line(exc)}): Jacobian and "
                            f"Hessian products use reverse mode{rev_note}")
