@@ -456,6 +456,9 @@ def test_select_prefixes_name_module_paths_not_string_prefixes():
     assert problem.frozen_names[:2] == ("blocks.0.weight", "blocks.0.bias")
     only = lg.Problem(_Blocks().double(), X, Y, select="head.bias")          # one full name
     assert only.param_names == ("head.bias",) and only.n_params == 1
+    assert set(only.constants) == {n for n, _ in _Blocks().named_parameters()} - {"head.bias"}
+    as_set = lg.Problem(_Blocks().double(), X, Y, select={"head"})
+    assert as_set.param_names == ("head.weight", "head.bias")
 
 
 def test_frozen_parameters_stay_constants_at_their_values():
@@ -482,6 +485,7 @@ def test_frozen_parameters_stay_constants_at_their_values():
     (["0", "blocks.9"], ValueError, r"select prefixes \['blocks.9'\] match no parameter"),
     (3, TypeError, "select must be None, a list of parameter-name prefixes, or a callable"),
     ([1, 2], TypeError, "select must be"),
+    ([], ValueError, "select is empty"),
 ])
 def test_bad_select_is_refused_listing_the_parameter_names(select, exc, match):
     with pytest.raises(exc, match=match) as err:

@@ -105,8 +105,8 @@ class Problem:
     layers are differentiable to any order. Whether forward-mode AD works through the model is
     decided once, at construction, by a probe (``forward_ad``, ``ad_notes``): forward-mode
     products are checked against reverse mode, ⟨w, J v⟩ = ⟨Jᵀ w, v⟩ and ∇²L v against plain
-    autograd double backward, at relative tolerance √eps. Where it fails or disagrees, curvature
-    routes use reverse mode only.
+    autograd double backward, at relative tolerance √eps, on the first ``PROBE_SAMPLES`` samples.
+    Where it fails or disagrees, curvature routes use reverse mode only.
 
     Args:
         model: An ``nn.Module`` mapping inputs (n, …) to outputs (n, k) (or (n,) for k = 1), or
@@ -126,7 +126,8 @@ class Problem:
             of ``params``. A list of name prefixes (a module path such as "head" or "blocks.3.",
             or a full parameter name; "blocks.3" matches blocks.3.* but not blocks.30.*), or a
             callable (name, tensor) -> bool. An explicit ``select`` ignores ``requires_grad``.
-        device: Where θ, the data and every product live; default the model's device.
+        device: Where θ, the data and every product live; default the model's device. θ, buffers,
+            frozen parameters, inputs and targets are copied there, wherever they were.
         batch_coupled: Analyse x(θ) as one full-batch map even when a sample's output depends on
             the other samples (BatchNorm normalising with batch statistics). Per-sample routes
             are then skipped (``per_sample`` is False).
@@ -139,6 +140,8 @@ class Problem:
         param_names: Names of the tensors in θ, in order.
         param_shapes: Their shapes.
         param_numels: Their sizes; N = sum.
+        param_slices: Name -> slice of θ holding that tensor (a property).
+        constants: Frozen parameters and buffers held fixed, by name (a property).
         frozen_names: Parameters left out of θ (held as constants), in ``named_parameters()``
             order.
         n_frozen: Number of entries left out of θ.
@@ -363,7 +366,11 @@ class Problem:
         if callable(select):
             keep = {k for k, t in named.items() if bool(select(k, t))}
             what = "the select function"
-        elif isinstance(select, Sequence) and all(isinstance(s, str) for s in select) and select:
+        elif isinstance(select, Sequence | set | frozenset) and all(isinstance(s, str) for s in select):
+            if not select:
+                raise ValueError(f"{where}: select is empty, so θ would be empty. Parameters: "
+                                 f"{names}. Pass None (every trainable parameter) or name prefixes.")
+            select = list(select)
             unmatched = [s for s in select
                          if not any(_prefix_match(s, a) for k in names for a in aliases[k])]
             if unmatched and len(unmatched) < len(select):
@@ -683,6 +690,16 @@ class Problem:
             start += numel
         return out
 
+    @property
+    def constants(self) -> dict[str, Tensor | None]:
+        """Tensors held fixed in every evaluation: frozen parameters and buffers, by name.
+
+        As the Problem holds them (working dtype and device); a buffer is None where batch
+        statistics replace it (BatchNorm in training mode with ``batch_coupled=True``). Code that
+        calls a submodule with ``functional_call`` passes these next to ``unflatten(θ)``.
+        """
+        return {**self._buffers, **self._frozen}
+
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Split flat θ (N,) into a dict of parameter tensors (views of θ)."""
         parts = torch.split(theta, self.param_numels)
@@ -700,8 +717,7 @@ class Problem:
         """
         with math_attention():
             if self._module is not None:
-                out = functional_call(self._module, {**self._buffers, **self._frozen, **params},
-                                      (inputs,))
+                out = functional_call(self._module, {**self.constants, **params}, (inputs,))
             else:
                 merged = {**self._frozen, **params}
                 out = self._model({k: merged[k] for k in self._all_names if k in merged}, inputs)
