@@ -67,7 +67,8 @@ def _encoder():
 
 
 def _layernorm_mlp():
-    return lg.Problem(layernorm_mlp(seed=0), gaussian(8, 3, seed=2), gaussian(8, 2, seed=3))
+    """n·k = 60 > N = 42: rank J is cut by the 4 LayerNorm symmetries of x, not by n·k."""
+    return lg.Problem(layernorm_mlp(seed=0), gaussian(30, 3, seed=2), gaussian(30, 2, seed=3))
 
 
 def _bn_eval():
@@ -153,14 +154,21 @@ def _directions(problem: lg.Problem, parts: list[dict[str, torch.Tensor]]) -> to
     return torch.stack(cols, dim=1)
 
 
-def _check_null(name: str, Z: torch.Tensor) -> None:
-    problem, theta, H, _ = _reference(name)
-    assert torch.linalg.matrix_rank(Z) == Z.shape[1]
+def _check_null(name: str, Z: torch.Tensor, of_outputs: bool) -> None:
+    """Z's columns are symmetries of L (and of x itself when ``of_outputs``): ∇²L Z = 0, so the
+    zero count is at least rank Z; for x, also J Z = 0 and rank J ≤ N − rank Z."""
+    problem, theta, H, J = _reference(name)
+    m = Z.shape[1]
+    assert torch.linalg.matrix_rank(Z) == m
     scale = float(H.abs().max())
     assert float((H @ Z).abs().max()) <= NULL_RTOL * scale                 # the reference
     HZ = torch.stack([lg.hvp(problem, theta, z) for z in Z.T], dim=1)     # lossgeom's products
     assert float(HZ.abs().max()) <= NULL_RTOL * scale
-    assert _report(name)["hessian"]["inertia"][2] >= Z.shape[1]
+    report = _report(name)
+    assert report["hessian"]["inertia"][2] >= m
+    if of_outputs:
+        assert float((J @ Z).abs().max()) <= NULL_RTOL * float(J.abs().max())
+        assert report["jacobian"]["rank"] <= problem.n_params - m
 
 
 def test_softmax_shift_symmetries_of_the_cnn_are_null_directions():
@@ -171,7 +179,7 @@ def test_softmax_shift_symmetries_of_the_cnn_are_null_directions():
     parts = [{"head.bias": torch.ones(k, dtype=F64)}]
     parts += [{"head.weight": torch.ones(k, 1, dtype=F64) * torch.eye(width, dtype=F64)[j]}
               for j in range(width)]
-    _check_null("lenet_tanh_maxpool", _directions(problem, parts))
+    _check_null("lenet_tanh_maxpool", _directions(problem, parts), of_outputs=False)
 
 
 def test_translation_symmetries_of_the_encoder_are_null_directions():
@@ -190,7 +198,7 @@ def test_translation_symmetries_of_the_encoder_are_null_directions():
         parts.append({"block.self_attn.in_proj_bias": bias})
     parts.append({"block.self_attn.out_proj.bias": torch.ones(d, dtype=F64)})
     parts.append({"block.linear2.bias": torch.ones(d, dtype=F64)})
-    _check_null("encoder", _directions(problem, parts))
+    _check_null("encoder", _directions(problem, parts), of_outputs=True)
     assert problem.n_params == 723 and problem.inputs.dtype == torch.long
 
 
@@ -200,14 +208,15 @@ def test_layernorm_symmetries_are_null_directions():
     h, d = problem.param_shapes[0]
     parts = [{"0.bias": torch.ones(h, dtype=F64)}]
     parts += [{"0.weight": torch.ones(h, 1, dtype=F64) * torch.eye(d, dtype=F64)[j]} for j in range(d)]
-    _check_null("layernorm_mlp", _directions(problem, parts))
+    _check_null("layernorm_mlp", _directions(problem, parts), of_outputs=True)
+    assert _report("layernorm_mlp")["jacobian"]["rank"] == problem.n_params - 4   # and no other cut
 
 
 def test_batchnorm_in_training_mode_cancels_the_conv_bias():
     """With batch statistics, a per-channel shift of the conv bias is subtracted again (3 directions)."""
     problem = _reference("batchnorm_train_coupled")[0]
     parts = [{"conv.bias": torch.eye(3, dtype=F64)[c]} for c in range(3)]
-    _check_null("batchnorm_train_coupled", _directions(problem, parts))
+    _check_null("batchnorm_train_coupled", _directions(problem, parts), of_outputs=True)
 
 
 # -- BatchNorm: eval uses running statistics, training couples the batch --------------------------
