@@ -19,6 +19,15 @@ F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: a second intra-op thread only adds contention on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _data(n=4, d=2, k=1, seed=0):
     return gaussian(n, d, seed=seed), gaussian(n, k, seed=seed + 1)
 
@@ -414,3 +423,314 @@ def test_model_is_unchanged_by_every_call(tmp_path):
             pass                           # find_critical_point with 1 polish step may stop early
         _assert_same(ref, _snapshot(model), name)
     assert torch.equal(problem.theta, theta)
+
+
+# -- parameter selection, frozen constants, tied weights -------------------------------------------
+class _Blocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(2, 2) for _ in range(31)])
+        self.head = nn.Linear(2, 1)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = torch.tanh(b(x))
+        return self.head(x)
+
+
+def test_param_slices_locate_each_tensor_in_theta():
+    model = lg.mlp([2, 3, 1], generator=gen(2))
+    problem = lg.Problem(model, *_data())
+    sl = problem.param_slices
+    assert list(sl) == list(problem.param_names)
+    assert sl["0.weight"] == slice(0, 6) and sl["2.bias"] == slice(12, 13)
+    for name, p in model.named_parameters():
+        assert torch.equal(problem.theta[sl[name]].view(p.shape), p.detach())
+
+
+def test_select_prefixes_name_module_paths_not_string_prefixes():
+    X, Y = _data()
+    problem = lg.Problem(_Blocks().double(), X, Y, select=["blocks.3", "head."])
+    assert problem.param_names == ("blocks.3.weight", "blocks.3.bias", "head.weight", "head.bias")
+    assert problem.n_params == 9 and problem.n_frozen == 30 * 6
+    assert problem.frozen_names[:2] == ("blocks.0.weight", "blocks.0.bias")
+    only = lg.Problem(_Blocks().double(), X, Y, select="head.bias")          # one full name
+    assert only.param_names == ("head.bias",) and only.n_params == 1
+    assert set(only.constants) == {n for n, _ in _Blocks().named_parameters()} - {"head.bias"}
+    as_set = lg.Problem(_Blocks().double(), X, Y, select={"head"})
+    assert as_set.param_names == ("head.weight", "head.bias")
+
+
+def test_frozen_parameters_stay_constants_at_their_values():
+    X, Y = _data()
+    model = lg.mlp([2, 3, 1], generator=gen(3))
+    model[0].weight.requires_grad_(False)
+    problem = lg.Problem(model, X, Y)
+    assert problem.param_names == ("0.bias", "2.weight", "2.bias") and problem.n_frozen == 6
+    with torch.no_grad():
+        assert torch.allclose(problem.outputs(), model(X), rtol=1e-14)
+    theta = problem.theta + 0.1
+    with torch.no_grad():
+        model_b = lg.mlp([2, 3, 1], generator=gen(3))
+        for name, p in model_b.named_parameters():
+            if name in problem.param_slices:
+                p.copy_(theta[problem.param_slices[name]].view(p.shape))
+        assert torch.allclose(problem.outputs(theta), model_b(X), rtol=1e-14)
+    assert "frozen=1 tensor (6 entries)" in repr(problem)
+
+
+@pytest.mark.parametrize("select, exc, match", [
+    (["body."], ValueError, r"matches none of the model's parameters: \['0.weight', '0.bias'"),
+    (lambda name, t: False, ValueError, "the select function matches none"),
+    (["0", "blocks.9"], ValueError, r"select prefixes \['blocks.9'\] match no parameter"),
+    (3, TypeError, "select must be None, a list of parameter-name prefixes, or a callable"),
+    ([1, 2], TypeError, "select must be"),
+    ([], ValueError, "select is empty"),
+])
+def test_bad_select_is_refused_listing_the_parameter_names(select, exc, match):
+    with pytest.raises(exc, match=match) as err:
+        lg.Problem(lg.mlp([2, 3, 1]), *_data(), select=select)
+    assert str(err.value).startswith("Problem(model, inputs, targets):")
+
+
+def test_every_parameter_frozen_is_refused():
+    model = lg.mlp([2, 3, 1]).requires_grad_(False)
+    with pytest.raises(ValueError, match="every parameter has requires_grad=False"):
+        lg.Problem(model, *_data())
+    assert lg.Problem(model, *_data(), select=["2"]).n_params == 4   # explicit select wins
+
+
+def test_tied_weights_enter_theta_once_and_their_gradient_sums_both_uses():
+    from models import autograd_hessian, max_rel, tied_embedding, tokens
+
+    model = tied_embedding(seed=0)
+    X = tokens(n=6, length=3, vocab=5, seed=4)
+    Y = gaussian(6, 5, seed=5)
+    problem = lg.Problem(model, X, Y)
+    assert problem.param_names == ("embed.weight",) and problem.n_params == 15
+    loss = ((model(X) - Y) ** 2).sum()
+    (g,) = torch.autograd.grad(loss, [model.embed.weight])      # autograd sums both uses
+    assert torch.allclose(problem.grad(), g.reshape(-1), rtol=1e-12)
+    H = lg.hessian(problem)
+    assert max_rel(H, autograd_hessian(problem.loss_at, problem.theta)) < 1e-12
+    by_alias = lg.Problem(model, X, Y, select=["unembed"])        # the second name selects it too
+    assert by_alias.param_names == ("embed.weight",) and torch.equal(by_alias.theta, problem.theta)
+
+
+# -- dtypes ------------------------------------------------------------------------------------------
+def test_model_dtype_is_recorded_next_to_the_working_dtype():
+    X, Y = _data()
+    model = lg.mlp([2, 3, 1], generator=gen(4), dtype=torch.float32)
+    copied = lg.Problem(model, X, Y)
+    assert (copied.model_dtype, copied.dtype) == (torch.float32, F64)
+    assert "model_dtype=torch.float32" in repr(copied)
+    kept = lg.Problem(model, X, Y, dtype=None)
+    assert (kept.model_dtype, kept.dtype) == (torch.float32, torch.float32)
+    assert kept.theta.dtype == torch.float32 and kept.inputs.dtype == torch.float32
+    assert lg.hessian(kept).dtype == torch.float32 and "model_dtype" not in repr(kept)
+    native = lg.Problem(lg.mlp([2, 3, 1]), X, Y, dtype=None)
+    assert native.model_dtype == native.dtype == F64
+
+
+# -- devices -----------------------------------------------------------------------------------------
+def test_meta_models_and_data_are_refused_naming_what_to_do():
+    X, Y = _data()
+    with torch.device("meta"):
+        model = lg.mlp([2, 3, 1])
+    with pytest.raises(ValueError, match=r"parameter '0.weight' \(and 3 more\) lives on the meta "
+                                         r"device.*model.to_empty\(device=\"cpu\"\)"):
+        lg.Problem(model, X, Y)
+    with pytest.raises(ValueError, match="inputs are on the meta device"):
+        lg.Problem(lg.mlp([2, 3, 1]), X.to("meta"), Y)
+    with pytest.raises(ValueError, match="device=\"meta\" holds no values"):
+        lg.Problem(lg.mlp([2, 3, 1]), X, Y, device="meta")
+
+
+def test_device_argument_places_theta_data_and_products():
+    X, Y = _data()
+    problem = lg.Problem(lg.mlp([2, 3, 1]), X, Y, device="cpu")
+    assert problem.device == torch.device("cpu") and problem.theta.device.type == "cpu"
+    with pytest.raises(ValueError, match="is not a torch device"):
+        lg.Problem(lg.mlp([2, 3, 1]), X, Y, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="is not available here"):
+            lg.Problem(lg.mlp([2, 3, 1]), X, Y, device="cuda:0")
+
+
+# -- token ids and output shapes -----------------------------------------------------------------------
+class _Bag(nn.Module):
+    def __init__(self, per_token: bool = False):
+        super().__init__()
+        self.embed = nn.Embedding(5, 3, dtype=F64)
+        self.head = nn.Linear(3, 2, dtype=F64)
+        self.per_token = per_token
+
+    def forward(self, x):
+        h = self.head(torch.tanh(self.embed(x)))
+        return h if self.per_token else h.mean(dim=1)
+
+
+def test_token_ids_stay_integers_and_only_theta_is_differentiated():
+    ids = torch.tensor([[0, 1, 4], [2, 2, 3], [4, 0, 1]])
+    problem = lg.Problem(_Bag(), ids, gaussian(3, 2, seed=0))
+    assert problem.inputs.dtype == torch.long and torch.equal(problem.inputs, ids)
+    assert problem.per_sample and problem.forward_ad
+    assert lg.jacobian(problem).shape == (6, 15 + 8)
+    ints = lg.Problem(lg.mlp([2, 3, 1]), torch.tensor([[1, 0], [0, 1], [1, 1]]), torch.zeros(3))
+    assert ints.inputs.dtype == F64                               # no embedding: numbers, not ids
+
+
+def test_token_ids_of_the_wrong_dtype_or_range_are_refused():
+    Y = gaussian(3, 2, seed=0)
+    with pytest.raises(TypeError, match=r"embeds token ids \(embed: Embedding\(5, 3\)\) but the "
+                                        r"inputs are torch.float64.*torch.long"):
+        lg.Problem(_Bag(), torch.zeros(3, 3, dtype=F64), Y)
+    with pytest.raises(ValueError, match=r"token ids range over \[0, 7\].*\(embed: 5\) rows"):
+        lg.Problem(_Bag(), torch.tensor([[0, 1, 7], [2, 2, 3], [4, 0, 1]]), Y)
+
+
+def test_outputs_that_are_not_n_by_k_are_refused():
+    ids = torch.tensor([[0, 1, 4], [2, 2, 3], [4, 0, 1]])
+    with pytest.raises(ValueError, match=r"^Problem\(model, inputs, targets\): the model returned "
+                                         r"shape \(3, 3, 2\) for 3 inputs; expected \(n, k\) or "
+                                         r"\(n,\)\. Pool or flatten"):
+        lg.Problem(_Bag(per_token=True), ids, gaussian(3, 2, seed=0))
+
+
+# -- attention kernels and the forward-mode probe ---------------------------------------------------
+def test_math_attention_disables_the_fused_routes_and_restores_them():
+    from lossgeom.problem import math_attention
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    with math_attention():
+        assert torch.backends.mha.get_fastpath_enabled() is False
+    assert torch.backends.mha.get_fastpath_enabled() is before
+
+
+def test_fused_attention_would_break_second_derivatives_but_problem_routes_around_it():
+    """Without the math backend the CPU flash kernel has no double backward; through the Problem
+    (every evaluation under math_attention) the Hessian matches plain double backward."""
+    from models import attention_net, autograd_hessian, max_rel, tokens
+
+    model = attention_net(seed=0)
+    X = tokens(n=3, length=4, vocab=5, seed=0)
+    problem = lg.Problem(model, X, gaussian(3, 2, seed=1))
+    t = problem.theta.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="flash_attention"):
+        params = problem.unflatten(t)
+        out = torch.func.functional_call(model, params, (X,))
+        (g,) = torch.autograd.grad(((out - problem.targets) ** 2).sum(), t, create_graph=True)
+        torch.autograd.grad(g.sum(), t)
+    H = lg.hessian(problem)
+    assert max_rel(H, autograd_hessian(problem.loss_at, problem.theta)) < 1e-10
+
+
+class _BadForwardTanh(torch.autograd.Function):
+    """tanh whose forward-mode rule is off by a factor 2 (backward is right)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+    @staticmethod
+    def jvp(ctx, t):
+        (y,) = ctx.saved_tensors
+        return 2 * t * (1 - y * y)
+
+
+class _OldStyleTanh(torch.autograd.Function):
+    """A custom Function without setup_context: torch.func cannot transform it at all."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class _Apply(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+def test_probe_falls_back_to_reverse_mode_when_forward_mode_is_wrong():
+    from models import autograd_hessian, autograd_jacobian, max_rel
+
+    from lossgeom.curvature._hessian import dense_second_order
+
+    model = nn.Sequential(nn.Linear(2, 3), _Apply(_BadForwardTanh), nn.Linear(3, 1)).double()
+    X, Y = _data()
+    problem = lg.Problem(model, X, Y)
+    assert problem.forward_ad is False and "disagrees with reverse mode" in problem.ad_notes
+    assert "forward_ad=False" in repr(problem)
+    theta = problem.theta
+    H = autograd_hessian(problem.loss_at, theta)
+    assert max_rel(lg.hessian(problem), H) < 1e-12
+    assert max_rel(lg.hessian(problem, mode="forward"), H) < 1e-12     # asked for, not used
+    wrong = dense_second_order(problem.loss_at, theta, mode="forward")  # the faulty rule itself
+    assert max_rel(wrong, H) > 1e-2
+    J = autograd_jacobian(problem.output_fn, theta)
+    v = torch.ones(problem.n_params, dtype=F64)
+    assert max_rel(lg.jacobian_operator(problem).torch_matvec(v), J @ v) < 1e-12
+    G = lg.gauss_newton(problem)
+    assert max_rel(G, 2 * J.T @ J) < 1e-12
+    assert max_rel(G + lg.residual_hessian(problem), H) < 1e-12
+    hess = lg.analyze(problem, method="dense").to_dict()["hessian"]     # the dense route is sound
+    lam = torch.linalg.eigvalsh(H)
+    tol = hess["tol"]
+    assert hess["inertia"] == [int((lam > tol).sum()), int((lam < -tol).sum()),
+                               int((lam.abs() <= tol).sum())]
+    assert torch.allclose(torch.tensor(hess["top_eigenvalues"], dtype=F64),
+                          lam.flip(0)[: len(hess["top_eigenvalues"])], rtol=1e-10)
+
+
+def test_probe_falls_back_when_a_custom_loss_has_no_forward_rule():
+    """F.mse_loss(reduction="mean") under jvp(grad) fails in torch ("ZeroTensors are immutable")."""
+    from models import autograd_hessian, max_rel
+
+    X, Y = _data()
+    problem = lg.Problem(lg.mlp([2, 3, 1], generator=gen(5)), X, Y,
+                         loss=lambda x, y: torch.nn.functional.mse_loss(x, y))
+    assert problem.forward_ad is False and "forward-mode AD is unavailable" in problem.ad_notes
+    ref = autograd_hessian(problem.loss_at, problem.theta)
+    assert max_rel(lg.hessian(problem), ref) < 1e-12
+    v = gaussian(problem.n_params, seed=6)
+    assert max_rel(lg.hvp(problem, None, v, mode="forward"), ref @ v) < 1e-12
+
+
+def test_models_torch_func_cannot_differentiate_are_refused():
+    model = nn.Sequential(nn.Linear(2, 3), _Apply(_OldStyleTanh), nn.Linear(3, 1)).double()
+    with pytest.raises(ValueError, match="torch.func cannot differentiate the model in reverse mode.*"
+                                         "setup_context"):
+        lg.Problem(model, *_data())
+
+
+def test_checkpoint_passes_selection_on(tmp_path):
+    source = lg.mlp([2, 3, 1], generator=gen(7))
+    torch.save(source.state_dict(), tmp_path / "sd.pt")
+    problem = lg.Problem.from_checkpoint(tmp_path / "sd.pt", lg.mlp([2, 3, 1]), *_data(),
+                                         select=["2"])
+    assert problem.param_names == ("2.weight", "2.bias")
+    assert torch.equal(problem.theta, torch.cat([source[2].weight.detach().reshape(-1),
+                                                 source[2].bias.detach()]))

@@ -29,12 +29,26 @@ WORK_BYTES = 256 * 1024**2
 
 
 def make_jvp(problem: Problem, theta: Tensor) -> Callable[[Tensor], Tensor]:
-    """Factory of v (N,) ↦ J v (n·k,) by forward-mode AD (``torch.func.jvp``)."""
+    """Factory of v (N,) ↦ J v (n·k,).
 
-    def matvec(v: Tensor) -> Tensor:
-        return jvp(problem.output_fn, (theta,), (v.to(theta.dtype),))[1].reshape(-1)
+    Forward-mode AD (``torch.func.jvp``) where ``problem.forward_ad``; otherwise the double-vjp
+    identity J v = ∂/∂u ⟨Jᵀ u, v⟩: the pullback u ↦ Jᵀ u is linear, so its own pullback at any u
+    (here u = 0) is v ↦ J v. Both graphs are built once and reused by every product (and by
+    ``vmap`` over a block of directions).
+    """
+    if problem.forward_ad:
+        def matvec(v: Tensor) -> Tensor:
+            return jvp(problem.output_fn, (theta,), (v.to(theta.dtype),))[1].reshape(-1)
 
-    return matvec
+        return matvec
+
+    out, pullback = vjp(problem.output_fn, theta)
+    _, transpose = vjp(lambda u: pullback(u)[0], torch.zeros_like(out))
+
+    def matvec_reverse(v: Tensor) -> Tensor:
+        return transpose(v.to(theta.dtype))[0].reshape(-1)
+
+    return matvec_reverse
 
 
 def make_vjp(problem: Problem, theta: Tensor) -> Callable[[Tensor], Tensor]:
@@ -91,7 +105,11 @@ def jacobian_blocks(problem: Problem, theta: Tensor, indices: list[int],
                     work_bytes: int = WORK_BYTES) -> Tensor:
     """Columns of J for the parameter tensors ``indices`` (in order), shape (n·k, N_group).
 
-    Per-sample ``vmap(jacrev)`` over chunks of samples whose Jacobian fits ``work_bytes``.
+    Per-sample ``vmap(jacrev)`` over chunks of samples whose Jacobian fits ``work_bytes``; for a
+    Problem that is not per-sample (``problem.per_sample`` False, e.g. ``batch_coupled``), one
+    whole-batch ``jacrev`` chunked over output rows. Reverse mode only, so it works wherever
+    ``problem.forward_ad`` is False. Parameters outside ``indices``, frozen parameters and buffers
+    are held fixed.
     """
     params = problem.unflatten(theta)
     names = [problem.param_names[i] for i in indices]
@@ -99,12 +117,13 @@ def jacobian_blocks(problem: Problem, theta: Tensor, indices: list[int],
     sub = {k: params[k] for k in names}
     n, k = problem.n_samples, problem.n_outputs
     cols = sum(problem.param_numels[i] for i in indices)
+    itemsize = theta.element_size()
 
     if problem.per_sample:
         def single(p: dict[str, Tensor], x: Tensor) -> Tensor:
             return problem._call({**fixed, **p}, x.unsqueeze(0))[0]
 
-        per_sample = 8 * k * cols * 3  # output rows plus autograd temporaries
+        per_sample = itemsize * k * cols * 3  # output rows plus autograd temporaries
         chunk = max(1, min(n, work_bytes // max(per_sample, 1)))
         jac = vmap(jacrev(single), in_dims=(None, 0), chunk_size=chunk)(sub, problem.inputs)
         return torch.cat([jac[nm].reshape(n * k, -1) for nm in names], dim=1)
@@ -112,7 +131,7 @@ def jacobian_blocks(problem: Problem, theta: Tensor, indices: list[int],
     def full(p: dict[str, Tensor]) -> Tensor:
         return problem._call({**fixed, **p}, problem.inputs).reshape(-1)
 
-    jac = jacrev(full, chunk_size=max(1, min(n * k, work_bytes // (8 * cols * max(n, 1)))))(sub)
+    jac = jacrev(full, chunk_size=max(1, min(n * k, work_bytes // (itemsize * cols * max(n, 1)))))(sub)
     return torch.cat([jac[nm].reshape(n * k, -1) for nm in names], dim=1)
 
 
