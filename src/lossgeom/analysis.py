@@ -404,10 +404,8 @@ def analyze(
                                  manifold_of_minima=manifold)
     if hess is None and not (kind is Kind.NONCRITICAL or kind is Kind.GLOBAL_MINIMUM):
         kind, kind_reason = Kind.DEGENERATE, "hessian=\"none\": the second-order test was skipped"
-    model_dtype = str(getattr(problem, "model_dtype", dtype)).removeprefix("torch.")
-    if model_dtype != str(dtype).removeprefix("torch."):
-        routes.append(f"the model's parameters are {model_dtype}; every product ran in "
-                      f"{str(dtype).removeprefix('torch.')} on a copy")
+    model_dtype = str(problem.model_dtype).removeprefix("torch.")
+    routes.extend(_problem_notes(problem, model_dtype))
     return Report(
         n_params=N, n_samples=n, n_outputs=k, loss=float(loss_t), grad_norm=grad_norm,
         output_grad_norm=output_grad_norm, criticality=crit, perfect_fit=fit, jacobian=jac,
@@ -416,6 +414,24 @@ def analyze(
         dtype=str(dtype).removeprefix("torch."), loss_name=lf.name, reduction=lf.reduction,
         timings=timings, model_dtype=model_dtype, routes=routes,
     )
+
+
+def _problem_notes(problem: Problem, model_dtype: str) -> list[str]:
+    """Route notes the Problem decided once: dtype copy, frozen parameters, AD mode, coupling."""
+    notes = []
+    dtype = str(problem.dtype).removeprefix("torch.")
+    if model_dtype != dtype:
+        notes.append(f"the model's parameters are {model_dtype}; every product ran in {dtype} "
+                     "on a copy")
+    if problem.n_frozen:
+        notes.append(f"{len(problem.frozen_names)} parameter tensors ({problem.n_frozen} entries) "
+                     f"are held constant; θ holds the other N = {problem.n_params}")
+    if not problem.forward_ad:
+        notes.append(f"forward mode unavailable ({problem.ad_notes}): J v and H v in reverse mode")
+    if problem.batch_coupled:
+        notes.append("batch-coupled model: x(θ) is analysed as one full-batch map; per-sample "
+                     "routes are skipped")
+    return notes
 
 
 def _dense_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSummary, tuple]:

@@ -154,7 +154,8 @@ def information_loss(problem: Problem, theta: Tensor | None = None, rtol: float 
     jac = linearize(problem, theta, rtol=rtol, where=where, validate=False).decision
     infos = []
     with torch.no_grad():
-        traces = forward_stages(stages, problem.unflatten(theta), problem.inputs)
+        traces = forward_stages(stages, {**problem.constants, **problem.unflatten(theta)},
+                                problem.inputs)
     upto = 0
     for stage, trace in zip(stages[:-1], traces, strict=False):
         upto += sum(size for name, size in zip(problem.param_names, problem.param_numels,

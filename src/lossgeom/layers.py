@@ -244,7 +244,8 @@ def forward_stages(stages: list[Stage], params: dict[str, Tensor], x: Tensor, *,
         for m in stage.prefix:
             h = m(h)
         prefix = stage.name + "."
-        own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+        own = {k[len(prefix):]: v for k, v in params.items()
+               if k.startswith(prefix) and v is not None}
         z = functional_call(stage.module, own, (h,))
         if perturb is not None:
             z = z + perturb[stage.index - 1]

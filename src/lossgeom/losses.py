@@ -121,7 +121,8 @@ class Loss:
         if blocks is not None:
             return torch.block_diag(*blocks)
         flat = x.reshape(-1)
-        return torch.func.hessian(lambda z: self(z.reshape(x.shape), y))(flat)
+        # jacfwd of grad: the composition that stays right (``curvature._hessian`` NOTE)
+        return torch.func.jacfwd(torch.func.grad(lambda z: self(z.reshape(x.shape), y)))(flat)
 
     def hessian_positive_on_fit(self, y: Tensor) -> bool:
         """∇²ₓC is positive definite at a perfect fit (x = y, or softmax(x) = y).

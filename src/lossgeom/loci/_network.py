@@ -249,7 +249,7 @@ def optimal_constant(problem: Problem, where: str) -> Tensor:
         g = torch.func.grad(c_loss)(c)
         if float(torch.linalg.norm(g)) <= tol:
             return c
-        H = torch.func.hessian(c_loss)(c)
+        H = torch.func.jacfwd(torch.func.grad(c_loss))(c)
         c = c - torch.linalg.lstsq(H, g[:, None], driver="gelsd").solution[:, 0]
     raise ValueError(f"{where}: Newton's method did not find the best constant output of the "
                      f"custom loss (‖∇_c C‖ = {float(torch.linalg.norm(g)):.3g} > {tol:.3g}).")
