@@ -37,7 +37,8 @@ def samples():
     yield "LocusReport", lg.loci.locate(deep, star)
     yield "SliceReport", lg.loci.last_layer_slice(deep, star)
     yield "WideZeroBound", lg.loci.wide_zero_bound(deep, star)
-    sm = lg.Problem(lg.mlp([3, 6, 2], generator=g), X, torch.softmax(torch.randn(4, 2, generator=g, dtype=F64), 1))
+    soft = torch.softmax(torch.randn(4, 2, generator=g, dtype=F64), 1)
+    sm = lg.Problem(lg.mlp([3, 6, 2], generator=g), X, soft)
     yield "OutputVelocity", lg.flows.output_velocity(sm, None, 0.5)
     traj = lg.flows.integrate(p, p.theta, alpha=1.0, t_end=0.5, method="rk4", step=0.05, n_eval=3)
     yield "Trajectory", traj

@@ -1,4 +1,4 @@
-"""Problem: flat θ, evaluation, validation of every bad input of the bad-input rules of docs/routes.md, checkpoints, and the
+"""Problem: flat θ, evaluation, validation of every bad input (docs/routes.md), checkpoints, and the
 caller's model left exactly as it was."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_with_targets_rejects_non_finite_targets():
         problem.with_targets(torch.full((4, 1), NAN, dtype=F64))
 
 
-# -- bad input (docs/routes.md, bad input) ----------------------------------------------------------------------
+# -- bad input (docs/routes.md) ------------------------------------------------------------------
 def _bad_problem_inputs():
     X, Y = _data()
     X3 = gaussian(4, 2, seed=9)
