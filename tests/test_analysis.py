@@ -471,3 +471,39 @@ def test_analyze_default_theta_and_callable_model():
     assert a.to_dict()["hessian"]["inertia"] == b.to_dict()["hessian"]["inertia"]
     assert a.jacobian.rank == 6 and a.kind == "noncritical"
     assert not math.isnan(a.grad_norm)
+
+
+# -- blocks ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("point", ["fit", "random"])
+def test_blocks_match_dense_column_and_diagonal_blocks(point):
+    """rank J_b = rank of J's columns, inertia of H_bb = inertia of H's diagonal block."""
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(5, 3, generator=g, dtype=F64), torch.randn(5, 1, generator=g, dtype=F64)
+    problem = lg.Problem(lg.mlp([3, 4, 2, 1], generator=g), X, Y)
+    theta = lg.fit_last_layer(problem) if point == "fit" else problem.theta
+    r = lg.analyze(problem, theta, blocks="module")
+    assert [b.name for b in r.blocks] == ["0", "2", "4"]
+    J = reference_jacobian(problem.output_fn, theta)
+    H = reference_hessian(problem.loss_at, theta)
+    slices = problem.param_slices
+    for b in r.blocks:
+        cols = [slices[f"{b.name}.weight"], slices[f"{b.name}.bias"]]
+        idx = torch.cat([torch.arange(s.start, s.stop) for s in cols])
+        assert b.n_params == idx.numel()
+        assert b.jacobian.rank == svd_rank(J[:, idx], 1e-9) and b.jacobian.decided
+        assert b.hessian.decided
+        # an independent Hessian (autograd double backward), cut at the block's own tolerance
+        assert b.hessian.inertia == lg.inertia(H[idx][:, idx], rtol=b.hessian.rtol)
+    d = r.to_dict()["blocks"]
+    assert d[0]["hessian"]["inertia"] == r.blocks[0].hessian.inertia.as_list()
+
+
+def test_blocks_by_prefix_lists_and_bad_blocks():
+    problem, theta = tanh_251_exact_fit()
+    r = lg.analyze(problem, theta, blocks=[["0."], ["2.weight", "2.bias"]])
+    assert [b.name for b in r.blocks] == ["0.", "2.weight+2.bias"]
+    assert sum(b.n_params for b in r.blocks) == problem.n_params
+    with pytest.raises(ValueError, match="selects no parameter"):
+        lg.analyze(problem, theta, blocks=[["head."]])
+    with pytest.raises(ValueError, match="blocks must be"):
+        lg.analyze(problem, theta, blocks="layers")

@@ -47,7 +47,7 @@ from .linalg._inertia import inertia_from_eigenvalues
 from .linalg.rank import numerical_rank
 from .linalg.spectrum import extreme_eigenpairs
 from .problem import Problem
-from .report import GaussNewtonSummary, HessianSummary, Report
+from .report import BlockSummary, GaussNewtonSummary, HessianSummary, Report
 from .results import (
     Certificate,
     Criticality,
@@ -303,6 +303,7 @@ def analyze(
     max_bytes: int = DEFAULT_MAX_BYTES,
     dense_max_n: int = DENSE_MAX_N,
     hessian: str = "auto",
+    blocks: str | list | None = None,
 ) -> Report:
     """Certified local geometry of L at θ: criticality, rank J, G and H spectra, kind.
 
@@ -315,13 +316,18 @@ def analyze(
         max_bytes: Memory budget of any dense matrix.
         dense_max_n: Largest N for the dense Hessian under method="auto".
         hessian: "auto", "dense", "gram", "lanczos" or "none" (see ``HessianRoute``).
+        blocks: None, "module" (one block per top-level module: the first component of the
+            parameter names) or a list of blocks, each a list of name prefixes: per block the rank
+            of J_b (the columns of J of its parameters) and the rank and inertia of the diagonal
+            block H_bb, each decided by this same routine on the Problem restricted to the block.
 
     Returns:
         A Report; see ``lossgeom.report`` for every field.
 
     Raises:
         ValueError: For an unknown method, θ of the wrong length or non-finite θ, outputs or
-            loss, rtol outside (0, 1), or hessian="gram" away from a critical perfect fit.
+            loss, rtol outside (0, 1), hessian="gram" away from a critical perfect fit, or a
+            block that selects no parameter.
         DenseTooLargeError: With method="dense" when J or H exceeds ``max_bytes``.
 
     Example:
@@ -404,6 +410,14 @@ def analyze(
                                  manifold_of_minima=manifold)
     if hess is None and not (kind is Kind.NONCRITICAL or kind is Kind.GLOBAL_MINIMUM):
         kind, kind_reason = Kind.DEGENERATE, "hessian=\"none\": the second-order test was skipped"
+    block_list = None
+    if blocks is not None:
+        with stage(timings, "blocks"):
+            block_list = [
+                BlockSummary(name, sub.n_params, r.jacobian, r.hessian)
+                for name, sub in _block_problems(where, problem, theta, blocks)
+                for r in [analyze(sub, None, method=method, rtol=rtol, max_bytes=max_bytes,
+                                  dense_max_n=dense_max_n, hessian=hessian)]]
     model_dtype = str(problem.model_dtype).removeprefix("torch.")
     routes.extend(_problem_notes(problem, model_dtype))
     return Report(
@@ -412,8 +426,34 @@ def analyze(
         gauss_newton=gn, hessian=hess, behavior_manifold_dim=N - jac.rank, kind=kind,
         kind_reason=kind_reason, rank_identity=_rank_identity(problem, fit.holds, jac, hess),
         dtype=str(dtype).removeprefix("torch."), loss_name=lf.name, reduction=lf.reduction,
-        timings=timings, model_dtype=model_dtype, routes=routes,
+        timings=timings, model_dtype=model_dtype, routes=routes, blocks=block_list,
     )
+
+
+def _block_problems(where: str, problem: Problem, theta: Tensor, blocks) -> list[tuple[str, Problem]]:
+    """(name, the Problem restricted to the block at θ) for each block of ``blocks``.
+
+    Raises:
+        ValueError: For a malformed ``blocks`` or a block that selects no parameter.
+    """
+    names = problem.param_names
+    if blocks == "module":
+        heads = list(dict.fromkeys(n.split(".", 1)[0] for n in names))
+        groups = [(h, [n for n in names if n.split(".", 1)[0] == h]) for h in heads]
+    elif isinstance(blocks, list | tuple) and blocks:
+        groups = []
+        for block in blocks:
+            prefixes = [block] if isinstance(block, str) else list(block)
+            chosen = [n for n in names if any(n == p or n.startswith(p.rstrip(".") + ".")
+                                              for p in prefixes)]
+            if not chosen:
+                raise ValueError(f"{where}: block {prefixes} selects no parameter of θ; the "
+                                 f"parameters are {list(names)}.")
+            groups.append(("+".join(prefixes), chosen))
+    else:
+        raise ValueError(f"{where}: blocks must be None, \"module\" or a list of lists of name "
+                         f"prefixes, got {blocks!r}.")
+    return [(name, problem.restricted(theta, chosen)) for name, chosen in groups]
 
 
 def _problem_notes(problem: Problem, model_dtype: str) -> list[str]:

@@ -793,6 +793,50 @@ class Problem:
         x = self.outputs(theta)
         return self.loss_fn.output_grad(x, self.targets)
 
+    def restricted(self, theta: Tensor | None, names) -> Problem:
+        """This Problem at θ with only the parameter tensors ``names`` free; the rest held at θ.
+
+        Its θ is θ restricted to those tensors (in this Problem's order), so its Jacobian is the
+        column block J_b and its Hessian the diagonal block H_bb of this Problem's at θ.
+
+        Args:
+            theta: Flat parameters (N,) of this Problem; None for ``self.theta``.
+            names: Parameter names (a subset of ``param_names``).
+
+        Returns:
+            A Problem sharing model, data and loss.
+
+        Raises:
+            ValueError: If ``names`` selects no parameter of θ or names an unknown one.
+
+        Example:
+            >>> import torch, lossgeom as lg
+            >>> p = lg.Problem(lg.mlp([2, 3, 1]), torch.ones(4, 2), torch.zeros(4, 1))
+            >>> q = p.restricted(None, ["2.weight", "2.bias"])
+            >>> q.n_params, q.n_frozen
+            (4, 9)
+        """
+        where = "problem.restricted(theta, names)"
+        values = self.unflatten(self.check_theta(where, theta))
+        names = set(names)
+        unknown = sorted(names - set(self.param_names))
+        if unknown or not names:
+            raise ValueError(f"{where}: {unknown or 'no names'} are not parameters of θ; choose "
+                             f"among {list(self.param_names)}.")
+        keep = [n for n in self.param_names if n in names]
+        other = object.__new__(Problem)
+        other.__dict__.update(self.__dict__)
+        other._frozen = {**self._frozen, **{n: values[n].detach().clone()
+                                            for n in self.param_names if n not in names}}
+        other.param_names = tuple(keep)
+        other.param_shapes = tuple(values[n].shape for n in keep)
+        other.param_numels = tuple(values[n].numel() for n in keep)
+        other.frozen_names = tuple(other._frozen)
+        other.n_frozen = sum(t.numel() for t in other._frozen.values())
+        other._theta = torch.cat([values[n].reshape(-1) for n in keep]).clone()
+        other.n_params = other._theta.numel()
+        return other
+
     def with_targets(self, targets: Tensor) -> Problem:
         """A copy of this problem with other targets (same model, inputs, loss)."""
         other = object.__new__(Problem)

@@ -86,4 +86,9 @@ def report_table(report: Report, title: str = "lossgeom analyze") -> Table:
         t.add_row("dtype", f"[yellow]model {report.model_dtype}, products in {report.dtype}[/yellow]")
     for note in report.routes:
         t.add_row("route", note)
+    for b in report.blocks or []:
+        inertia = " / ".join(_fmt(c) for c in b.hessian.inertia) if b.hessian else "—"
+        t.add_row(f"block {b.name} (N_b = {b.n_params})",
+                  f"rank J_b {b.jacobian.rank}{_flag(b.jacobian.decided)}, H_bb inertia {inertia}"
+                  + (_flag(b.hessian.decided) if b.hessian else ""))
     return t

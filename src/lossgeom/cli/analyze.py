@@ -71,6 +71,8 @@ def analyze_command(
         help="module:factory returning the nn.Module.")] = None,
     data: Data = "cube", n: Samples = 4, seed: Seed = 0, loss: Loss = "mse",
     target: Target = None, method: Method = "auto", rtol: Rtol = None,
+    blocks: Annotated[str | None, typer.Option(
+        help="module: rank J_b and the inertia of H_bb per top-level module.")] = None,
     json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Write the Hessian spectrum figure (PNG).")] = None,
 ) -> None:
@@ -92,7 +94,7 @@ def analyze_command(
             raise ValueError(f"--target must be one of {', '.join(TARGET_POINTS)}, got {target!r}.")
         with err.status(f"reaching {target} and analyzing (N = {problem.n_params})"):
             theta = reach(problem, target)
-            report = analyze_point(problem, theta, method=method, rtol=rtol)
+            report = analyze_point(problem, theta, method=method, rtol=rtol, blocks=blocks)
         if plot is not None:
             save_figure(spectrum_figure(report), plot)
             err.print(f"wrote {plot}")
