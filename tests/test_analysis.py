@@ -507,3 +507,55 @@ def test_blocks_by_prefix_lists_and_bad_blocks():
         lg.analyze(problem, theta, blocks=[["head."]])
     with pytest.raises(ValueError, match="blocks must be"):
         lg.analyze(problem, theta, blocks="layers")
+
+
+# -- perfect fits certified through J; criticality at vanishing scale ---------------------------------
+def test_perfect_fit_hessian_decided_on_the_singular_values_of_j():
+    """At an MSE fit H = 2JᵀJ: rank and inertia are J's decision, never a re-cut of σ²."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 6, 40
+    U, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    V, _ = torch.linalg.qr(torch.randn(d, n, generator=g, dtype=F64))
+    X = (U * torch.logspace(0, -6, n, dtype=F64)) @ V.T          # cond J = 1e6
+    model = torch.nn.Linear(d, 1, bias=False).double()
+    theta = torch.randn(d, generator=g, dtype=F64)
+    problem = lg.Problem(model, X, (X @ theta)[:, None])           # an exact fit at θ
+    r = lg.analyze(problem, theta)
+    assert r.kind == "global_minimum" and r.jacobian.rank == n and r.jacobian.decided
+    h = r.hessian
+    assert (h.method, h.certificate.kind) == ("gauss_newton", "gram")
+    assert h.inertia == [n, 0, d - n] and h.decided
+    # the eigenvalues are 2σ², and the cut's gap is the square of a singular-value gap
+    s = torch.linalg.svdvals(X)
+    assert torch.allclose(torch.tensor(h.top_eigenvalues[:n], dtype=F64), 2 * s**2, rtol=1e-10)
+    assert r.gauss_newton.method in ("svd", "gram+svd") and r.rank_identity.holds is True
+
+
+@pytest.mark.parametrize("labels", ["zero", "constant"])
+@pytest.mark.parametrize("scale", [1.0, 1e-8])
+def test_global_minimum_with_vanishing_outputs_is_critical(labels, scale):
+    """Outputs equal to the targets up to round-off, with all-zero or constant labels.
+
+    The output weights are at the round-off of the network's own scale (1e-17 · scale), so θ is
+    a global minimum to float64 accuracy. With zero labels the former scale
+    σ_max·max(‖∇ₓC(x)‖, ‖∇ₓC(x_ref)‖) vanishes with the outputs: rtol·scale is 1e-8 of ‖∇L‖
+    itself, and the floor keeps the test meaningful.
+    """
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(4, 3, generator=g, dtype=F64)
+    constant = labels == "constant"
+    model = lg.mlp([3, 6, 1], bias="output" if constant else False, generator=g)
+    c = 0.7 if constant else 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+        model[2].weight.copy_(1e-17 * scale * torch.randn(1, 6, generator=g, dtype=F64))
+        if constant:
+            model[2].bias.fill_(c)
+    problem = lg.Problem(model, X, torch.full((4, 1), c, dtype=F64))
+    r = lg.analyze(problem)
+    assert r.perfect_fit.holds and (constant or r.grad_norm > 0.0)
+    assert r.criticality.critical, r.criticality
+    assert r.kind == "global_minimum"
+    if not constant:  # the σ_max·‖∇ₓC‖ scale vanishes: the floor decides
+        assert r.criticality.rtol * r.criticality.scale < r.grad_norm <= r.criticality.floor
