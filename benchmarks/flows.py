@@ -17,9 +17,9 @@ import time
 import torch
 
 import lossgeom as lg
-from lossgeom.flows import _local, integrate, vector_field
+from lossgeom.curvature import linearization as _local
+from lossgeom.flows import integrate, vector_field
 from lossgeom.flows._field import apply_flow_matrix
-from lossgeom.flows._local import linearise
 
 WIDTH_FOR_N = {1_000: 27, 10_000: 95, 100_000: 311}   # N = h² + 12h + 1 for widths [8, h, h, 1]
 LSMR_TOL = 1e-8   # looser than the library default 1e-10
@@ -45,7 +45,7 @@ def median_time(fn, repeats: int) -> float:
 
 
 def lsmr_products(p: lg.Problem) -> int:
-    local = linearise(p, p.theta, solver="lsmr", lsmr_tol=LSMR_TOL)
+    local = lg.linearize(p, p.theta, route="lsmr", lsmr_tol=LSMR_TOL)
     g = p.loss_fn.output_grad(local.outputs, p.targets).reshape(-1)
     apply_flow_matrix(local, g, 1.0, "field")
     return local.op.n_matvec

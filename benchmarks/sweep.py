@@ -23,12 +23,12 @@ import time
 import torch
 
 import lossgeom as lg
-from lossgeom.reach import find_critical_point
 from lossgeom.problem_specs import problem_from_config
+from lossgeom.reach import find_critical_point
 from lossgeom.sweep import run_one, spec_from_dict
 from lossgeom.sweep.backends import DaskBackend, LocalBackend
-from lossgeom.sweep.worker import PROBLEM_KEYS, drive
 from lossgeom.sweep.store import Store, read_records
+from lossgeom.sweep.worker import PROBLEM_KEYS, drive
 
 
 def spec(seeds: int, steps: int):
