@@ -63,3 +63,14 @@ COINCIDENCE_RTOL = 1e3
 NEARBY_RADIUS = 1e-4
 """Relative radius max(1, ‖θ‖∞)·NEARBY_RADIUS of the perturbations that probe whether rank J is
 locally constant."""
+
+
+def default_breakdown_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
+    """Lanczos breakdown rule: a run has found an invariant subspace when β_j ≤ rtol·max(|α|, β)
+    seen so far, with default rtol = n·eps(dtype) (the inertia rule's resolution of a matrix of
+    size n). Past that point the quadrature of the probe's spectral measure is exact."""
+    return max(n, 1) * eps(dtype)
+
+
+DEFAULT_CONFIDENCE = 0.95
+"""Confidence level of the stochastic interval counts (stochastic Lanczos quadrature)."""

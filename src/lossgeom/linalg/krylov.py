@@ -1,0 +1,543 @@
+"""Certified spectrum of a symmetric operator of small rank: block Krylov with a posterior bound.
+
+A symmetric A (n, n) known only through blocks of products V (n, b) ↦ A V (batched
+Hessian-vector products, for instance) often has rank r ≪ n: star and core points of deep
+networks (§3.4), deep linear networks (§5.2), any point of a very wide network (§3.5). Its
+non-zero eigenvalues are then those of a small r × r matrix, and rank and inertia can be
+certified without an n × n eigendecomposition.
+
+NOTE [invariant-subspace certificate]
+    Q (n, m) has orthonormal columns, T = QᵀAQ (m, m), R = AQ − QT = (I − QQᵀ)AQ and
+    P = I − QQᵀ. In the basis [Q, Q⊥],
+
+        A = [[T, R̃ᵀ], [R̃, S]],  R̃ = Q⊥ᵀR,  S = Q⊥ᵀ(PA)Q⊥,
+
+    so A differs from T ⊕ S by a matrix of norm ‖R‖₂ ≤ ‖R‖_F, and by Weyl's inequality the sorted
+    eigenvalues of A lie within ‖R‖_F of those of T ⊕ S. Every eigenvalue of S is at most
+    ‖PA‖ ≤ β in magnitude, where β = 10·√(2/π)·maxᵢ ‖P A ωᵢ‖ for q fresh Gaussian vectors ωᵢ
+    drawn after Q is fixed: by Halko, Martinsson and Tropp (2011), Lemma 4.1, this holds with
+    probability at least 1 − 10^(−q). Hence, with tol = rtol·max|λ(T)|, if
+
+        max(β, max |λ(T)| counted zero) + ‖R‖_F ≤ tol < min |λ(T)| counted non-zero − ‖R‖_F,
+
+    then #{λ(A) > tol} = #{λ(T) > tol}, #{λ(A) < −tol} = #{λ(T) < −tol}, and every other
+    eigenvalue of A is at most tol in magnitude. The reported gap is the ratio across the cut,
+    (min |λ(T)| kept − ‖R‖_F) / (max(β, max |λ(T)| dropped) + ‖R‖_F); the counts are *decided*
+    when both inequalities hold and the gap is at least ``tolerances.MIN_GAP``. When Q spans
+    the whole space there is nothing outside it: β = 0 and the certificate is deterministic.
+
+NOTE [range growth]
+    Q grows by a block Krylov process started on A Ω (Ω Gaussian, so Q stays inside ran A): each
+    new block A Q_new is orthogonalised against Q by two passes of classical Gram–Schmidt, and
+    its singular directions above rtol·‖A‖ (``numerical_rank`` with that absolute cut, ‖A‖
+    estimated by the largest ‖A q‖ seen) join the basis. When a block brings nothing new, q
+    fresh Gaussian probes test the rest of the space: directions of (I − QQᵀ)AΩ' above the cut
+    (eigenvalues the Krylov process missed, e.g. of multiplicity above the block size) join
+    the basis and the Krylov process resumes from them; when the probes find nothing, they
+    give β. A probe direction u whose product A u is itself below the cut is rounding noise of
+    the products, not a missed eigenvalue: growth stops there and β is reported as measured
+    (the enlarged basis keeps the bound valid, since (I − Q'Q'ᵀ)A = (I − Q'Q'ᵀ)(I − QQᵀ)A for
+    Q ⊂ Q'). A and the basis are never formed beyond Q itself (n·m·8 bytes), and each basis
+    column costs two products: one to grow the basis, one to form T and R at the end.
+
+References:
+    N. Halko, P.-G. Martinsson, J. A. Tropp. Finding structure with randomness: probabilistic
+    algorithms for constructing approximate matrix decompositions. SIAM Review 53 (2011).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import Tensor
+
+from .._checks import DEFAULT_MAX_BYTES, check_rtol, format_bytes, generator
+from .rank import numerical_rank
+from .tolerances import MIN_GAP, default_inertia_rtol
+
+__all__ = ["LowRankSpectrum", "low_rank_spectrum"]
+
+OUTSIDE_BOUND_FACTOR = 10.0 * math.sqrt(2.0 / math.pi)
+"""The constant of Halko–Martinsson–Tropp (2011), Lemma 4.1: ‖B‖ ≤ 10·√(2/π)·maxᵢ ‖B ωᵢ‖ for q
+independent standard Gaussian ωᵢ, with probability at least 1 − 10^(−q)."""
+
+DEFAULT_BLOCK = 32
+"""Columns per block of products (the Krylov block size and the chunk handed to ``matmat``)."""
+
+DEFAULT_OVERSAMPLE = 10
+"""Fresh Gaussian probes behind the outside bound: failure probability 10^(−10)."""
+
+Products = Callable[[Tensor], Tensor] | Tensor | LinearOperator
+
+
+def json_ready(obj: Any) -> Any:
+    """JSON-ready form: dataclass fields (skipping ``metadata={"json": False}``), tensors as lists,
+    inf/nan as the strings "inf", "-inf", "nan"."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: json_ready(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if f.metadata.get("json", True)}
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, str):
+        return json_ready(obj.tolist())
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "nan"
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    return str(obj)
+
+
+def internal() -> Any:
+    """A dataclass field left out of ``to_dict`` and ``repr`` (bases, per-probe tensors)."""
+    return field(default=None, repr=False, metadata={"json": False})
+
+
+class BlockProducts:
+    """V (n, b) float64 ↦ A V (n, b) float64 for a callable, a dense tensor or a LinearOperator.
+
+    Products are computed ``chunk`` columns at a time in ``dtype`` on ``device``; their count is
+    kept in ``n_matvec``. Each result is checked for shape and finiteness.
+    """
+
+    def __init__(self, where: str, op: Products, n: int, *, dtype: torch.dtype, device,
+                 chunk: int, batched: bool = True):
+        self.where, self.n, self.dtype, self.chunk = where, n, dtype, chunk
+        self.device = torch.device(device) if device is not None else None
+        self.n_matvec = 0
+        if isinstance(op, Tensor):
+            if op.shape != (n, n):
+                raise ValueError(f"{where}: a dense operator must have shape ({n}, {n}), got "
+                                 f"{tuple(op.shape)}. Pass the matrix of the size n you give.")
+            if self.device is None:
+                self.device = op.device
+            mat = op.to(dtype)
+            self._call = lambda V: mat @ V
+        elif isinstance(op, LinearOperator):
+            if op.shape != (n, n):
+                raise ValueError(f"{where}: the LinearOperator has shape {op.shape}, expected "
+                                 f"({n}, {n}).")
+            self._call = lambda V: torch.as_tensor(
+                op.matmat(V.detach().cpu().numpy().astype(np.float64)))
+        elif callable(op):
+            self._call = op if batched else (
+                lambda V: torch.stack([op(V[:, j]) for j in range(V.shape[1])], dim=1))
+        else:
+            raise TypeError(f"{where}: the operator must be a callable V (n, b) -> A V, a square "
+                            f"torch.Tensor or a scipy LinearOperator, got {type(op).__name__}.")
+        if self.device is None:
+            self.device = torch.device("cpu")
+
+    def __call__(self, V: Tensor) -> Tensor:
+        """A V for V (n, b) float64, returned as float64 on ``self.device``."""
+        b = V.shape[1]
+        if b == 0:
+            return torch.zeros_like(V)
+        out = [self._one(V[:, j:j + self.chunk]) for j in range(0, b, self.chunk)]
+        return out[0] if len(out) == 1 else torch.cat(out, dim=1)
+
+    def _one(self, V: Tensor) -> Tensor:
+        Y = self._call(V.to(dtype=self.dtype, device=self.device))
+        if not isinstance(Y, Tensor):
+            Y = torch.as_tensor(np.asarray(Y))
+        if tuple(Y.shape) != tuple(V.shape):
+            raise ValueError(f"{self.where}: the operator returned shape {tuple(Y.shape)} for a "
+                             f"block of shape {tuple(V.shape)}; it must map (n, b) to (n, b). "
+                             "Pass batched=False for a function of one vector.")
+        Y = Y.to(dtype=torch.float64, device=V.device)
+        if not bool(torch.isfinite(Y).all()):
+            raise ValueError(f"{self.where}: the operator returned non-finite values for a block "
+                             f"of {V.shape[1]} vectors. Check the model and data for overflow.")
+        self.n_matvec += V.shape[1]
+        return Y
+
+
+def check_size(where: str, name: str, value, minimum: int = 1) -> int:
+    """An int ≥ ``minimum``, else TypeError / ValueError naming ``name``.
+
+    Raises:
+        TypeError: If ``value`` is not an integer.
+        ValueError: If ``value`` < ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{where}: {name} must be an integer, got {type(value).__name__}.")
+    if int(value) < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_dtype(where: str, dtype) -> torch.dtype:
+    """A floating torch dtype, else TypeError.
+
+    Raises:
+        TypeError: If ``dtype`` is not a floating torch dtype.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{where}: dtype must be a floating torch dtype (torch.float64, "
+                        f"torch.float32), got {dtype!r}.")
+    return dtype
+
+
+def gaussian(n: int, b: int, gen: torch.Generator | None, device) -> Tensor:
+    """Standard Gaussian block (n, b), float64, drawn on the CPU from ``gen``."""
+    return torch.randn(n, b, generator=gen, dtype=torch.float64).to(device)
+
+
+class Basis:
+    """Orthonormal columns Q (n, m), float64, in a buffer that grows by doubling."""
+
+    def __init__(self, n: int, device, capacity: int):
+        self.n, self.m = n, 0
+        self.buf = torch.empty(n, max(1, capacity), dtype=torch.float64, device=device)
+
+    @property
+    def Q(self) -> Tensor:
+        return self.buf[:, :self.m]
+
+    def project(self, W: Tensor) -> Tensor:
+        """(I − QQᵀ) W by two passes of classical Gram–Schmidt."""
+        if self.m == 0:
+            return W
+        Q = self.Q
+        for _ in range(2):
+            W = W - Q @ (Q.T @ W)
+        return W
+
+    def append(self, U: Tensor, limit: int) -> None:
+        """Add orthonormal columns U (n, c), c ≤ limit − m."""
+        need = self.m + U.shape[1]
+        if need > self.buf.shape[1]:
+            grown = torch.empty(self.n, min(limit, max(need, 2 * self.buf.shape[1])),
+                                dtype=torch.float64, device=self.buf.device)
+            grown[:, :self.m] = self.buf[:, :self.m]
+            self.buf = grown
+        self.buf[:, self.m:need] = U
+        self.m = need
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankSpectrum:
+    """The spectrum of a symmetric A (n, n) on a subspace, with the certificate that covers the rest.
+
+    Attributes:
+        eigenvalues: Eigenvalues of T = QᵀAQ, ascending, shape (m,), float64. When ``decided``,
+            the spectrum of A is these (to within ``residual``) together with n − m eigenvalues of
+            magnitude at most ``tol``.
+        rank: positive + negative when decided, else None.
+        inertia: (positive, negative, zero) counts of A when decided, else None.
+        tol: The cut rtol·max|λ(T)|.
+        rtol: The relative tolerance used.
+        gap: (min |λ(T)| kept − residual) ÷ (max(outside_bound, max |λ(T)| dropped) + residual);
+            inf when nothing is kept or nothing can be dropped.
+        residual: ‖AQ − QT‖_F, measured (0 when m = 0).
+        outside_bound: β ≥ ‖(I − QQᵀ)A‖ with probability ≥ 1 − failure_probability (0 when Q spans
+            the space; None when the basis was abandoned before the probes).
+        subspace_dim: m, the number of basis columns.
+        n: The dimension of A.
+        n_matvec: Products with A used (columns of blocks).
+        failure_probability: 10^(−q) for q probes behind the bound; 0 when deterministic; None
+            when no bound was measured.
+        decided: True when the counts are certified (NOTE [invariant-subspace certificate]).
+        reason: Why the counts are not certified, naming the option that would help ("" when
+            decided).
+        max_abs_eigenvalue: max |λ(T)| (≤ ‖A‖; within ``residual`` of ‖A‖ when decided).
+        asymmetry: ‖T − Tᵀ‖_F / ‖T‖_F before symmetrisation (a check that A is symmetric).
+        dtype: The dtype the products were computed in.
+        method: "krylov".
+        basis: Q (n, m) when ``keep_basis=True`` (not in ``to_dict``).
+        basis_eigenvectors: Eigenvectors of T (m, m), so that Ritz vectors are basis @ these
+            (only with ``keep_basis=True``; not in ``to_dict``).
+    """
+
+    eigenvalues: Tensor
+    rank: int | None
+    inertia: tuple[int, int, int] | None
+    tol: float
+    rtol: float
+    gap: float
+    residual: float
+    outside_bound: float | None
+    subspace_dim: int
+    n: int
+    n_matvec: int
+    failure_probability: float | None
+    decided: bool
+    reason: str
+    max_abs_eigenvalue: float
+    asymmetry: float
+    dtype: str
+    method: str = "krylov"
+    basis: Tensor | None = internal()
+    basis_eigenvectors: Tensor | None = internal()
+
+    def top_eigenvalues(self, k: int = 10) -> list[float]:
+        """Up to k largest eigenvalues of A, descending.
+
+        Decided: eig T together with n − m zeros (the eigenvalues outside span Q are zero at
+        tolerance ``tol``). Undecided: the largest Ritz values, lower bounds on the largest
+        eigenvalues of A by Cauchy interlacing (λᵢ(T) ≤ λᵢ(A)).
+
+        Args:
+            k: How many.
+
+        Returns:
+            A list of at most k floats.
+        """
+        return self._extremes(k)[0]
+
+    def bottom_eigenvalues(self, k: int = 10) -> list[float]:
+        """Up to k smallest eigenvalues of A, ascending (see ``top_eigenvalues``).
+
+        Args:
+            k: How many.
+
+        Returns:
+            A list of at most k floats.
+        """
+        return self._extremes(k)[1]
+
+    def _extremes(self, k: int) -> tuple[list[float], list[float]]:
+        lam = self.eigenvalues
+        if self.decided and self.n > self.subspace_dim:
+            pad = lam.new_zeros(min(k, self.n - self.subspace_dim))
+            lam = torch.sort(torch.cat([lam, pad])).values
+        return lam.flip(0)[:k].tolist(), lam[:k].tolist()
+
+    def certificate(self) -> dict:
+        """{kind, residual, subspace_dim, n_matvec, failure_probability} for a report.
+
+        kind is "invariant_subspace" when decided, else "none".
+
+        Returns:
+            A JSON-ready dict.
+        """
+        return json_ready({"kind": "invariant_subspace" if self.decided else "none",
+                           "residual": self.residual, "subspace_dim": self.subspace_dim,
+                           "n_matvec": self.n_matvec,
+                           "failure_probability": self.failure_probability})
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every field except the basis (inf as "inf", tensors as lists)."""
+        return json_ready(self)
+
+
+def low_rank_spectrum(
+    matmat: Products,
+    n: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device=None,
+    rtol: float | None = None,
+    max_rank: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    block: int = DEFAULT_BLOCK,
+    oversample: int = DEFAULT_OVERSAMPLE,
+    rng: torch.Generator | int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    keep_basis: bool = False,
+) -> LowRankSpectrum:
+    """Certified rank, inertia and non-zero spectrum of a symmetric A of small rank, from products.
+
+    Grows an orthonormal basis Q of the numerical range of A by block Krylov steps with full
+    reorthogonalisation (NOTE [range growth]), then T = QᵀAQ is decided in float64 and the
+    counts are certified by the residual ‖AQ − QT‖_F and a posterior bound β on ‖(I − QQᵀ)A‖
+    from ``oversample`` fresh Gaussian probes (NOTE [invariant-subspace certificate]). About
+    2·rank + block + oversample products. It gives up with ``decided=False`` and a reason, never
+    with a wrong count, when the basis would exceed ``max_rank`` columns or ``max_bytes``.
+
+    Args:
+        matmat: V (n, b) ↦ A V (n, b) for a symmetric A (batched Hessian-vector products, for
+            instance), a dense symmetric tensor (n, n), or a scipy LinearOperator.
+        n: The dimension of A.
+        dtype: The dtype the products are computed in (vectors are cast to it; decisions run in
+            float64; the default rtol uses its eps).
+        device: Where the vectors live (default: the tensor's device, else the CPU).
+        rtol: Relative inertia tolerance in (0, 1): tol = rtol·max|λ|; default n·eps(dtype).
+            Products assembled with more rounding need more (the spec's checks use 1e-9).
+        max_rank: Give up when the basis would exceed this many columns (default: n).
+        max_bytes: Give up when the float64 basis (n·m·8 bytes) would exceed this.
+        block: Columns per block of products (Krylov block size).
+        oversample: Fresh Gaussian probes q behind the outside bound (failure probability
+            10^(−q)).
+        rng: torch.Generator, int seed, or None (a generator seeded with 0: reproducible).
+        progress: Called as progress(done, total) in products after each block; total is an
+            estimate that may grow.
+        keep_basis: Keep Q and the eigenvectors of T in the result.
+
+    Returns:
+        A LowRankSpectrum.
+
+    Raises:
+        TypeError: If matmat is not a callable, tensor or LinearOperator, dtype is not a floating
+            dtype, rng is invalid, or a size is not an integer.
+        ValueError: If n, block, oversample, max_rank or max_bytes are below 1, rtol lies outside
+            (0, 1), or the products have the wrong shape or non-finite values.
+
+    Example:
+        >>> import torch
+        >>> from lossgeom.linalg.krylov import low_rank_spectrum
+        >>> u = torch.ones(50, dtype=torch.float64) / 50 ** 0.5
+        >>> A = 3.0 * torch.outer(u, u)          # rank 1, eigenvalue 3
+        >>> s = low_rank_spectrum(lambda V: A @ V, 50)
+        >>> s.inertia, round(s.eigenvalues[-1].item(), 12), s.decided
+        ((1, 0, 49), 3.0, True)
+    """
+    where = "low_rank_spectrum(matmat, n)"
+    n = check_size(where, "n", n)
+    dtype = check_dtype(where, dtype)
+    check_rtol(where, rtol)
+    block = check_size(where, "block", block)
+    q = check_size(where, "oversample", oversample)
+    max_bytes = check_size(where, "max_bytes", max_bytes)
+    if max_rank is not None:
+        max_rank = check_size(where, "max_rank", max_rank)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"{where}: progress must be a callable (done, total) or None, got "
+                        f"{type(progress).__name__}.")
+    gen = generator(where, rng, none_seed=0)
+    apply = BlockProducts(where, matmat, n, dtype=dtype, device=device, chunk=block)
+    dev = apply.device
+    rtol_ = default_inertia_rtol(n, dtype) if rtol is None else float(rtol)
+    byte_cap = max_bytes // (8 * n)
+    cap = min(n, max_rank if max_rank is not None else n, byte_cap)
+    basis = Basis(n, dev, min(cap, 4 * block) if cap else 1)
+
+    def report(pending: int) -> None:
+        if progress is not None:
+            progress(apply.n_matvec, apply.n_matvec + basis.m + 2 * pending + q)
+
+    norm_est = 0.0
+
+    def note_norms(W: Tensor, scale: Tensor | None = None) -> None:
+        nonlocal norm_est
+        norms = torch.linalg.vector_norm(W, dim=0)
+        if scale is not None:
+            norms = norms / scale
+        if norms.numel():
+            norm_est = max(norm_est, float(norms.max()))
+
+    omega = gaussian(n, min(block, n), gen, dev)
+    W = apply(omega)
+    note_norms(W, torch.linalg.vector_norm(omega, dim=0))
+    from_probes, probe_norm, reason = False, None, ""
+    while True:
+        report(W.shape[1])
+        if basis.m == n:                        # Q spans the space: nothing lies outside it
+            probe_norm = 0.0
+            break
+        Wp = basis.project(W)
+        U, s, _ = torch.linalg.svd(Wp, full_matrices=False)
+        cut = numerical_rank(s, rtol=rtol_, atol=rtol_ * norm_est, shape=(n, n), dtype=dtype)
+        r_new = cut.rank
+        if r_new == 0:
+            if from_probes:                     # the fresh probes find nothing: the certificate
+                probe_norm = float(torch.linalg.vector_norm(Wp, dim=0).max())
+                break
+            W, from_probes = apply(gaussian(n, q, gen, dev)), True
+            continue
+        if basis.m + r_new > cap:
+            reason = _budget_reason(n, basis.m, r_new, max_rank, max_bytes, byte_cap)
+            break
+        Unew = U[:, :r_new]
+        basis.append(Unew, cap)
+        W = apply(Unew)
+        note_norms(W)
+        if from_probes:
+            if float(torch.linalg.vector_norm(W, dim=0).max()) <= rtol_ * norm_est:
+                # A u below the cut: the probes saw the products' rounding, not a missed eigenvalue
+                probe_norm = float(torch.linalg.vector_norm(Wp, dim=0).max())
+                break
+            from_probes = False
+
+    # T = QᵀAQ and R = AQ − QT from a fresh pass over the basis
+    Q, m = basis.Q, basis.m
+    T = torch.zeros(m, m, dtype=torch.float64, device=dev)
+    res2 = 0.0
+    for j in range(0, m, block):
+        Y = apply(Q[:, j:j + block])
+        Tc = Q.T @ Y
+        T[:, j:j + block] = Tc
+        res2 += float(torch.linalg.matrix_norm(Y - Q @ Tc) ** 2)
+        report(0)
+    t_norm = float(torch.linalg.matrix_norm(T)) if m else 0.0
+    asymmetry = float(torch.linalg.matrix_norm(T - T.T)) / t_norm if t_norm > 0 else 0.0
+    T = 0.5 * (T + T.T)
+    if keep_basis:
+        lam, vecs = torch.linalg.eigh(T)
+    else:
+        lam, vecs = torch.linalg.eigvalsh(T), None
+    residual = math.sqrt(res2)
+    amax = float(lam.abs().max()) if m else 0.0
+    tol = rtol_ * amax
+    bound = None if probe_norm is None else OUTSIDE_BOUND_FACTOR * probe_norm
+    if basis.m == n:
+        bound, fail = 0.0, 0.0
+    else:
+        fail = None if bound is None else 10.0 ** (-q)
+    a = lam.abs()
+    kept, dropped = a[a > tol], a[a <= tol]
+    kept_min = float(kept.min()) if kept.numel() else math.inf
+    drop_max = float(dropped.max()) if dropped.numel() else 0.0
+    outside = max(bound if bound is not None else math.inf, drop_max)
+    below = outside + residual
+    above = kept_min - residual
+    gap = math.inf if (math.isinf(above) or below == 0.0) else max(above, 0.0) / below
+    if not reason:
+        reason = _certificate_reason(bound, residual, drop_max, kept_min, tol, gap, amax)
+    decided = not reason
+    pos, neg = int((lam > tol).sum()), int((lam < -tol).sum())
+    counts = (pos, neg, n - pos - neg) if decided else None
+    if progress is not None:
+        progress(apply.n_matvec, apply.n_matvec)
+    return LowRankSpectrum(
+        eigenvalues=lam, rank=pos + neg if decided else None, inertia=counts, tol=tol, rtol=rtol_,
+        gap=gap, residual=residual, outside_bound=bound, subspace_dim=m, n=n,
+        n_matvec=apply.n_matvec, failure_probability=fail, decided=decided, reason=reason,
+        max_abs_eigenvalue=amax, asymmetry=asymmetry, dtype=str(dtype).replace("torch.", ""),
+        basis=Q.clone() if keep_basis else None, basis_eigenvectors=vecs)
+
+
+def _budget_reason(n: int, m: int, r_new: int, max_rank, max_bytes: int, byte_cap: int) -> str:
+    """Why the basis was abandoned, naming the option to raise."""
+    need = m + r_new
+    if max_rank is not None and need > max_rank and max_rank <= byte_cap:
+        return (f"the numerical range has more than max_rank = {max_rank} directions (basis "
+                f"{m} columns, {r_new} more found); raise max_rank, or use the degeneracy profile")
+    return (f"a basis of {need} columns needs {format_bytes(8.0 * n * need)} (n = {n}, float64), "
+            f"above max_bytes = {format_bytes(max_bytes)}; raise max_bytes, or use the degeneracy "
+            "profile")
+
+
+def _certificate_reason(bound: float | None, residual: float, drop_max: float, kept_min: float,
+                        tol: float, gap: float, amax: float) -> str:
+    """"" when the certificate holds, else what fails and which option would help."""
+    suggest = ""
+    if amax > 0:
+        worst = max(bound or 0.0, drop_max) + residual
+        suggest = f" (e.g. rtol = {min(0.5, 10 * worst / amax):.1g})"
+    if bound is not None and bound + residual > tol:
+        return (f"the bound on eigenvalues outside the subspace, {bound:.3g} (plus residual "
+                f"{residual:.3g}), exceeds tol = {tol:.3g}: they could be counted wrongly; the "
+                f"products' rounding may set this floor: pass a larger rtol{suggest}")
+    if drop_max + residual > tol:
+        return (f"the residual ‖AQ − QT‖_F = {residual:.3g} moves eigenvalues counted zero above "
+                f"tol = {tol:.3g}; pass a larger rtol{suggest}")
+    if kept_min - residual <= tol:
+        return (f"the residual ‖AQ − QT‖_F = {residual:.3g} moves eigenvalues counted non-zero "
+                f"below tol = {tol:.3g}; pass a larger rtol{suggest}")
+    if gap < MIN_GAP:
+        return (f"gap {gap:.3g} across the cut at tol = {tol:.3g} is below MIN_GAP = {MIN_GAP:g}: "
+                "eigenvalues lie near the tolerance; pass an rtol inside a gap of the spectrum")
+    return ""
