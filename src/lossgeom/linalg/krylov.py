@@ -37,8 +37,13 @@ NOTE [range growth]
     give β. A probe direction u whose product A u is itself below the cut is rounding noise of
     the products, not a missed eigenvalue: growth stops there and β is reported as measured
     (the enlarged basis keeps the bound valid, since (I − Q'Q'ᵀ)A = (I − Q'Q'ᵀ)(I − QQᵀ)A for
-    Q ⊂ Q'). A and the basis are never formed beyond Q itself (n·m·8 bytes), and each basis
-    column costs two products: one to grow the basis, one to form T and R at the end.
+    Q ⊂ Q'). Nothing n × n is formed; the memory is Q itself (n·m·8 bytes).
+
+    Each basis column costs one product. T needs no more: the Gram–Schmidt coefficients Qᵀ(A Q_J)
+    of each new block fill its columns J on the rows present at the time, and symmetry fills
+    the rest. The residual needs none either: A Q_J = Q·(coefficients) + (kept directions) + D_J,
+    the kept directions join Q, so the columns J of AQ − QT are (I − QQᵀ)D_J and
+    ‖AQ − QT‖_F² ≤ Σ_J ‖D_J‖_F², the sum of the squared singular values dropped at every cut.
 
 References:
     N. Halko, P.-G. Martinsson, J. A. Tropp. Finding structure with randomness: probabilistic
@@ -190,41 +195,83 @@ def check_dtype(where: str, dtype) -> torch.dtype:
     return dtype
 
 
-def gaussian(n: int, b: int, gen: torch.Generator | None, device) -> Tensor:
-    """Standard Gaussian block (n, b), float64, drawn on the CPU from ``gen``."""
-    return torch.randn(n, b, generator=gen, dtype=torch.float64).to(device)
+def gaussian_rows(b: int, n: int, gen: torch.Generator | None, device) -> Tensor:
+    """b standard Gaussian vectors as the rows of a (b, n) float64 block, drawn on the CPU."""
+    return torch.randn(b, n, generator=gen, dtype=torch.float64).to(device)
 
 
 class Basis:
-    """Orthonormal columns Q (n, m), float64, in a buffer that grows by doubling."""
+    """Orthonormal columns Q (n, m), float64, stored as the rows of a buffer that grows by doubling.
+
+    Also records the coefficient blocks Qᵀ(A Q_J) met while the basis grows, from which
+    T = QᵀAQ is assembled without further products (NOTE [range growth]).
+    """
 
     def __init__(self, n: int, device, capacity: int):
         self.n, self.m = n, 0
-        self.buf = torch.empty(n, max(1, capacity), dtype=torch.float64, device=device)
+        self.buf = torch.empty(max(1, capacity), n, dtype=torch.float64, device=device)
+        self.blocks: list[tuple[int, int, Tensor]] = []   # (first column, rows filled, Qᵀ A Q_J)
 
     @property
-    def Q(self) -> Tensor:
-        return self.buf[:, :self.m]
+    def Qt(self) -> Tensor:
+        """Qᵀ, shape (m, n), contiguous."""
+        return self.buf[:self.m]
 
-    def project(self, W: Tensor) -> Tensor:
-        """(I − QQᵀ) W by two passes of classical Gram–Schmidt."""
+    def project(self, Wt: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows of ((I − QQᵀ) W)ᵀ and QᵀW (m, b) for a block given by its rows Wᵀ (b, n).
+
+        Two passes of classical Gram–Schmidt; rows keep every product contiguous.
+        """
         if self.m == 0:
-            return W
-        Q = self.Q
-        for _ in range(2):
-            W = W - Q @ (Q.T @ W)
-        return W
+            return Wt, Wt.new_zeros(0, Wt.shape[0])
+        Qt = self.Qt
+        C = Wt @ Qt.T
+        Wt = torch.addmm(Wt, C, Qt, alpha=-1.0)
+        C2 = Wt @ Qt.T
+        return torch.addmm(Wt, C2, Qt, alpha=-1.0), (C + C2).T
 
-    def append(self, U: Tensor, limit: int) -> None:
-        """Add orthonormal columns U (n, c), c ≤ limit − m."""
-        need = self.m + U.shape[1]
-        if need > self.buf.shape[1]:
-            grown = torch.empty(self.n, min(limit, max(need, 2 * self.buf.shape[1])),
+    def append(self, Ut: Tensor, limit: int) -> int:
+        """Add orthonormal columns given as rows Uᵀ (c, n), c ≤ limit − m; returns the first
+        new column index."""
+        start, need = self.m, self.m + Ut.shape[0]
+        if need > self.buf.shape[0]:
+            grown = torch.empty(min(limit, max(need, 2 * self.buf.shape[0])), self.n,
                                 dtype=torch.float64, device=self.buf.device)
-            grown[:, :self.m] = self.buf[:, :self.m]
+            grown[:self.m] = self.buf[:self.m]
             self.buf = grown
-        self.buf[:, self.m:need] = U
+        self.buf[start:need] = Ut
         self.m = need
+        return start
+
+    def record(self, start: int, C: Tensor) -> None:
+        """Keep C = Qᵀ A Q_J (rows: the current basis) for the columns J from ``start``."""
+        self.blocks.append((start, C.shape[0], C))
+
+    def compression(self) -> tuple[Tensor, float]:
+        """(T = QᵀAQ symmetrised, asymmetry) from the recorded blocks.
+
+        A block Qᵀ A Q_J fills the rows of the columns present when it was recorded; every other
+        entry is its mirror image (T[i, j] = T[j, i] for symmetric A). Entries recorded both ways
+        (the diagonal blocks) give the asymmetry ‖T − Tᵀ‖_F/‖T‖_F on them.
+        """
+        m = self.m
+        raw = torch.zeros(m, m, dtype=torch.float64, device=self.buf.device)
+        filled = torch.zeros(m, m, dtype=torch.bool, device=self.buf.device)
+        for start, rows, C in self.blocks:
+            raw[:rows, start:start + C.shape[1]] = C
+            filled[:rows, start:start + C.shape[1]] = True
+        both = filled & filled.T
+        T = torch.where(filled, raw, raw.T)
+        norm = float(torch.linalg.vector_norm(raw[both])) if m else 0.0
+        asym = float(torch.linalg.vector_norm((raw - raw.T)[both])) / norm if norm > 0 else 0.0
+        return 0.5 * (T + T.T), asym
+
+
+def singular_directions(Wt: Tensor) -> tuple[Tensor, Tensor]:
+    """(Uᵀ (b, n), s) for a tall block W = (Wᵀ)ᵀ: Householder QR, then the SVD of R (b, b)."""
+    Qw, R = torch.linalg.qr(Wt.T)
+    Ur, s, _ = torch.linalg.svd(R)
+    return Ur.T @ Qw.T, s
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,7 +288,8 @@ class LowRankSpectrum:
         rtol: The relative tolerance used.
         gap: (min |λ(T)| kept − residual) ÷ (max(outside_bound, max |λ(T)| dropped) + residual);
             inf when nothing is kept or nothing can be dropped.
-        residual: ‖AQ − QT‖_F, measured (0 when m = 0).
+        residual: Upper bound on ‖AQ − QT‖_F from the parts of the products A Q_J dropped at each
+            cut (NOTE [range growth]; 0 when m = 0).
         outside_bound: β ≥ ‖(I − QQᵀ)A‖ with probability ≥ 1 − failure_probability (0 when Q spans
             the space; None when the basis was abandoned before the probes).
         subspace_dim: m, the number of basis columns.
@@ -354,7 +402,7 @@ def low_rank_spectrum(
     reorthogonalisation (NOTE [range growth]), then T = QᵀAQ is decided in float64 and the
     counts are certified by the residual ‖AQ − QT‖_F and a posterior bound β on ‖(I − QQᵀ)A‖
     from ``oversample`` fresh Gaussian probes (NOTE [invariant-subspace certificate]). About
-    2·rank + block + oversample products. It gives up with ``decided=False`` and a reason, never
+    rank + block + oversample products and 2·n·rank² flops. It gives up with ``decided=False`` and a reason, never
     with a wrong count, when the basis would exceed ``max_rank`` columns or ``max_bytes``.
 
     Args:
@@ -414,66 +462,69 @@ def low_rank_spectrum(
     cap = min(n, max_rank if max_rank is not None else n, byte_cap)
     basis = Basis(n, dev, min(cap, 4 * block) if cap else 1)
 
-    def report(pending: int) -> None:
+    def report(upcoming: int) -> None:
         if progress is not None:
-            progress(apply.n_matvec, apply.n_matvec + basis.m + 2 * pending + q)
+            progress(apply.n_matvec, apply.n_matvec + upcoming + q)
 
     norm_est = 0.0
 
-    def note_norms(W: Tensor, scale: Tensor | None = None) -> None:
+    def note_norms(Wt: Tensor, scale: Tensor | None = None) -> None:
         nonlocal norm_est
-        norms = torch.linalg.vector_norm(W, dim=0)
+        norms = torch.linalg.vector_norm(Wt, dim=1)
         if scale is not None:
             norms = norms / scale
         if norms.numel():
             norm_est = max(norm_est, float(norms.max()))
 
-    omega = gaussian(n, min(block, n), gen, dev)
-    W = apply(omega)
-    note_norms(W, torch.linalg.vector_norm(omega, dim=0))
-    from_probes, probe_norm, reason = False, None, ""
+    def apply_rows(Vt: Tensor) -> Tensor:
+        return apply(Vt.T).T.contiguous()
+
+    def max_row_norm(Wt: Tensor) -> float:
+        return float(torch.linalg.vector_norm(Wt, dim=1).max())
+
+    omega = gaussian_rows(min(block, n), n, gen, dev)
+    W = apply_rows(omega)                     # blocks are held by their rows: (b, n)
+    note_norms(W, torch.linalg.vector_norm(omega, dim=1))
+    # kind: "start" (A Ω), "krylov" (A Q_J for the columns J added last), "probe" (A Ω' fresh)
+    kind, start, probe_norm, pending, res2, reason = "start", 0, None, None, 0.0, ""
     while True:
-        report(W.shape[1])
-        if basis.m == n:                        # Q spans the space: nothing lies outside it
-            probe_norm = 0.0
-            break
-        Wp = basis.project(W)
-        U, s, _ = torch.linalg.svd(Wp, full_matrices=False)
-        cut = numerical_rank(s, rtol=rtol_, atol=rtol_ * norm_est, shape=(n, n), dtype=dtype)
-        r_new = cut.rank
-        if r_new == 0:
-            if from_probes:                     # the fresh probes find nothing: the certificate
-                probe_norm = float(torch.linalg.vector_norm(Wp, dim=0).max())
+        report(W.shape[0])
+        image_norm = max_row_norm(W)
+        W, C = basis.project(W)
+        if kind == "krylov":
+            basis.record(start, C)
+        U, s = singular_directions(W)
+        cut = rtol_ * norm_est
+        r_new = numerical_rank(s, rtol=rtol_, atol=cut, shape=(n, n), dtype=dtype).rank
+        if kind == "krylov":
+            if basis.m == n or (pending is not None and image_norm <= cut):
+                # Q spans the space, or A u is below the cut for the directions u the probes
+                # found: those were the products' rounding, not a missed eigenvalue
+                res2 += float((s * s).sum())
+                probe_norm = 0.0 if basis.m == n else pending
                 break
-            W, from_probes = apply(gaussian(n, q, gen, dev)), True
+            pending = None
+            res2 += float((s[r_new:] ** 2).sum())
+        if r_new == 0:
+            if kind == "probe":                 # the fresh probes find nothing: the certificate
+                probe_norm = max_row_norm(W)
+                break
+            W, kind = apply_rows(gaussian_rows(q, n, gen, dev)), "probe"
             continue
         if basis.m + r_new > cap:
+            if kind == "krylov":
+                res2 += float((s[:r_new] ** 2).sum())
             reason = _budget_reason(n, basis.m, r_new, max_rank, max_bytes, byte_cap)
             break
-        Unew = U[:, :r_new]
-        basis.append(Unew, cap)
-        W = apply(Unew)
+        if kind == "probe":
+            pending = max_row_norm(W)
+        Unew = U[:r_new]
+        start = basis.append(Unew, cap)
+        W, kind = apply_rows(Unew), "krylov"
         note_norms(W)
-        if from_probes:
-            if float(torch.linalg.vector_norm(W, dim=0).max()) <= rtol_ * norm_est:
-                # A u below the cut: the probes saw the products' rounding, not a missed eigenvalue
-                probe_norm = float(torch.linalg.vector_norm(Wp, dim=0).max())
-                break
-            from_probes = False
 
-    # T = QᵀAQ and R = AQ − QT from a fresh pass over the basis
-    Q, m = basis.Q, basis.m
-    T = torch.zeros(m, m, dtype=torch.float64, device=dev)
-    res2 = 0.0
-    for j in range(0, m, block):
-        Y = apply(Q[:, j:j + block])
-        Tc = Q.T @ Y
-        T[:, j:j + block] = Tc
-        res2 += float(torch.linalg.matrix_norm(Y - Q @ Tc) ** 2)
-        report(0)
-    t_norm = float(torch.linalg.matrix_norm(T)) if m else 0.0
-    asymmetry = float(torch.linalg.matrix_norm(T - T.T)) / t_norm if t_norm > 0 else 0.0
-    T = 0.5 * (T + T.T)
+    m = basis.m
+    T, asymmetry = basis.compression()
     if keep_basis:
         lam, vecs = torch.linalg.eigh(T)
     else:
@@ -506,7 +557,7 @@ def low_rank_spectrum(
         gap=gap, residual=residual, outside_bound=bound, subspace_dim=m, n=n,
         n_matvec=apply.n_matvec, failure_probability=fail, decided=decided, reason=reason,
         max_abs_eigenvalue=amax, asymmetry=asymmetry, dtype=str(dtype).replace("torch.", ""),
-        basis=Q.clone() if keep_basis else None, basis_eigenvectors=vecs)
+        basis=basis.Qt.T.clone() if keep_basis else None, basis_eigenvectors=vecs)
 
 
 def _budget_reason(n: int, m: int, r_new: int, max_rank, max_bytes: int, byte_cap: int) -> str:
