@@ -283,13 +283,15 @@ class DegeneracyProfile:
         return json_ready(self)
 
 
-def _lanczos_group(apply: BlockProducts, n: int, p: int, s: int, gen, device, dtype,
+def _lanczos_group(apply: BlockProducts, probes: Tensor, s: int, dtype,
                    done: Callable[[], None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """s Lanczos steps for p Rademacher probes at once (full reorthogonalisation).
+    """s Lanczos steps for the probes (n, p) at once (full reorthogonalisation).
 
     Returns (alpha (p, s), beta (p, s), length (p,), first (p,)): the tridiagonal entries (β[j]
     couples steps j and j+1), the number of steps each run kept, and vᵀAv / n per probe.
     """
+    n, p = probes.shape
+    device = probes.device
     basis = torch.empty(p, s, n, dtype=torch.float64, device=device)
     alpha = torch.zeros(p, s, dtype=torch.float64, device=device)
     beta = torch.zeros(p, s, dtype=torch.float64, device=device)
@@ -297,7 +299,7 @@ def _lanczos_group(apply: BlockProducts, n: int, p: int, s: int, gen, device, dt
     active = torch.ones(p, dtype=torch.bool, device=device)
     scale = torch.zeros(p, dtype=torch.float64, device=device)
     brk = default_breakdown_rtol(n, dtype)
-    q = _rademacher(n, p, gen, device).T / math.sqrt(n)       # (p, n), unit rows
+    q = probes.T / math.sqrt(n)                                # (p, n), unit rows
     basis[:, 0] = q
     for j in range(s):
         idx = torch.nonzero(active)[:, 0]
@@ -407,9 +409,11 @@ def spectral_density(
     weights = torch.zeros(n_probes, n_steps, dtype=torch.float64)
     invariant = torch.zeros(n_probes, dtype=torch.bool)
     quad = torch.zeros(n_probes, dtype=torch.float64)
+    probes = _rademacher(n, n_probes, gen, dev)
     for g0 in range(0, n_probes, group):
         p = min(group, n_probes - g0)
-        alpha, beta, length, first = _lanczos_group(apply, n, p, n_steps, gen, dev, dtype, done)
+        alpha, beta, length, first = _lanczos_group(apply, probes[:, g0:g0 + p], n_steps, dtype,
+                                                    done)
         alpha, beta, length = alpha.cpu(), beta.cpu(), length.cpu()
         for i in range(p):
             L = int(length[i])
