@@ -11,13 +11,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import random_orthogonal
 
 import lossgeom as lg
 from lossgeom.curvature._hessian import make_hvp_block
 from lossgeom.linalg.krylov import OUTSIDE_BOUND_FACTOR, LowRankSpectrum, low_rank_spectrum
 from lossgeom.linalg.tolerances import MIN_GAP
 from lossgeom.loci import core_point, locate, star_point
-from strategies import random_orthogonal
 
 F64 = torch.float64
 SPEC_RTOL = 1e-9  # §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians
@@ -202,12 +202,17 @@ def hessian_low_rank(problem, theta, **kw):
                              dtype=problem.dtype, **kw)
 
 
-def test_deep_linear_rank_matches_the_formula_and_dense_inertia():
-    # N = 2 120, a generic (non-critical) point; rank H_L = 608 by §5.2 with r = 20, K = q = 4
+@pytest.fixture(scope="module")
+def linear_2e3():
+    """N = 2 120 at a generic (non-critical) point; rank H_L = 608 by §5.2 (r = 20, K = q = 4)."""
     widths, n = [20, 40, 30, 4], 40
     problem = deep_linear(widths, n)
+    return problem, lg.linear.hessian_rank_formula(widths, data_rank=20)["total"]
+
+
+def test_deep_linear_rank_matches_the_formula_and_dense_inertia(linear_2e3):
+    problem, formula = linear_2e3
     theta = problem.theta
-    formula = lg.linear.hessian_rank_formula(widths, data_rank=20)["total"]
     s = hessian_low_rank(problem, theta, rtol=SPEC_RTOL)
     assert s.decided, s.reason
     dense = lg.inertia(lg.hessian(problem, theta), rtol=SPEC_RTOL)
@@ -216,14 +221,13 @@ def test_deep_linear_rank_matches_the_formula_and_dense_inertia():
     assert s.n_matvec <= formula + 2 * 32 + 2 * 10   # about one product per basis column
 
 
-def test_deep_linear_default_rtol_is_decided_or_names_rtol():
+def test_deep_linear_default_rtol_is_decided_or_names_rtol(linear_2e3):
     # at N ≈ 2e3 the default rtol N·eps sits near the products' rounding floor: either the
     # count is certified and right, or it is undecided with rtol named, never wrong
-    widths, n = [20, 40, 30, 4], 40
-    problem = deep_linear(widths, n)
+    problem, formula = linear_2e3
     s = hessian_low_rank(problem, problem.theta)
     if s.decided:
-        assert s.rank == lg.linear.hessian_rank_formula(widths, data_rank=20)["total"]
+        assert s.rank == formula
     else:
         assert s.inertia is None and "rtol" in s.reason
 

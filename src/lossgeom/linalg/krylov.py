@@ -83,8 +83,11 @@ Products = Callable[[Tensor], Tensor] | Tensor | LinearOperator
 
 
 def json_ready(obj: Any) -> Any:
-    """JSON-ready form: dataclass fields (skipping ``metadata={"json": False}``), tensors as lists,
-    inf/nan as the strings "inf", "-inf", "nan"."""
+    """JSON-ready form of results, dicts, sequences, tensors and numbers.
+
+    Dataclass fields with ``metadata={"json": False}`` are left out; tensors become lists; inf
+    and nan become the strings "inf", "-inf", "nan".
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: json_ready(getattr(obj, f.name)) for f in dataclasses.fields(obj)
                 if f.metadata.get("json", True)}
@@ -196,7 +199,7 @@ def check_dtype(where: str, dtype) -> torch.dtype:
 
 
 def gaussian_rows(b: int, n: int, gen: torch.Generator | None, device) -> Tensor:
-    """b standard Gaussian vectors as the rows of a (b, n) float64 block, drawn on the CPU."""
+    """Draw b standard Gaussian vectors as the rows of a (b, n) float64 block, drawn on the CPU."""
     return torch.randn(b, n, generator=gen, dtype=torch.float64).to(device)
 
 
@@ -231,8 +234,11 @@ class Basis:
         return torch.addmm(Wt, C2, Qt, alpha=-1.0), (C + C2).T
 
     def append(self, Ut: Tensor, limit: int) -> int:
-        """Add orthonormal columns given as rows Uᵀ (c, n), c ≤ limit − m; returns the first
-        new column index."""
+        """Add orthonormal columns given as rows Uᵀ (c, n), c ≤ limit − m.
+
+        Returns:
+            The index of the first new column.
+        """
         start, need = self.m, self.m + Ut.shape[0]
         if need > self.buf.shape[0]:
             grown = torch.empty(min(limit, max(need, 2 * self.buf.shape[0])), self.n,
@@ -402,8 +408,9 @@ def low_rank_spectrum(
     reorthogonalisation (NOTE [range growth]), then T = QᵀAQ is decided in float64 and the
     counts are certified by the residual ‖AQ − QT‖_F and a posterior bound β on ‖(I − QQᵀ)A‖
     from ``oversample`` fresh Gaussian probes (NOTE [invariant-subspace certificate]). About
-    rank + block + oversample products and 2·n·rank² flops. It gives up with ``decided=False`` and a reason, never
-    with a wrong count, when the basis would exceed ``max_rank`` columns or ``max_bytes``.
+    rank + block + oversample products and 2·n·rank² flops. It gives up with ``decided=False``
+    and a reason, never with a wrong count, when the basis would exceed ``max_rank`` columns or
+    ``max_bytes``.
 
     Args:
         matmat: V (n, b) ↦ A V (n, b) for a symmetric A (batched Hessian-vector products, for

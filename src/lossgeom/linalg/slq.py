@@ -285,7 +285,7 @@ class DegeneracyProfile:
 
 def _lanczos_group(apply: BlockProducts, probes: Tensor, s: int, dtype,
                    done: Callable[[], None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """s Lanczos steps for the probes (n, p) at once (full reorthogonalisation).
+    """Run s Lanczos steps for the probes (n, p) at once (full reorthogonalisation).
 
     Returns (alpha (p, s), beta (p, s), length (p,), first (p,)): the tridiagonal entries (β[j]
     couples steps j and j+1), the number of steps each run kept, and vᵀAv / n per probe.
@@ -443,7 +443,7 @@ def hutchpp_trace(
     device=None,
     batched: bool = True,
 ) -> TraceEstimate:
-    """tr A by Hutch++: an exact trace on a sketched range plus Hutchinson on the rest.
+    """Trace of A by Hutch++: an exact trace on a sketched range plus Hutchinson on the rest.
 
     With s = n_matvec // 3 and g = n_matvec − 2s: Q = orth(A S) for a Rademacher S (n, s),
     tr A ≈ tr(QᵀAQ) + (1/g)·Σᵢ gᵢᵀ(I − QQᵀ)A(I − QQᵀ)gᵢ for Rademacher gᵢ. The standard error is

@@ -66,9 +66,12 @@ locally constant."""
 
 
 def default_breakdown_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
-    """Lanczos breakdown rule: a run has found an invariant subspace when β_j ≤ rtol·max(|α|, β)
-    seen so far, with default rtol = n·eps(dtype) (the inertia rule's resolution of a matrix of
-    size n). Past that point the quadrature of the probe's spectral measure is exact."""
+    """Default Lanczos breakdown rtol n·eps(dtype).
+
+    A run has found an invariant subspace when β_j ≤ rtol·max(|α|, β) seen so far (the inertia
+    rule's resolution of a matrix of size n). Past that point the quadrature of the probe's
+    spectral measure is exact.
+    """
     return max(n, 1) * eps(dtype)
 
 
