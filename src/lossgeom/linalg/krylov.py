@@ -76,6 +76,9 @@ independent standard Gaussian ωᵢ, with probability at least 1 − 10^(−q)."
 DEFAULT_BLOCK = 32
 """Columns per block of products (the Krylov block size and the chunk handed to ``matmat``)."""
 
+SLAB_COLUMNS = 512
+"""Basis columns per allocation (the basis grows by slabs and is never copied)."""
+
 DEFAULT_OVERSAMPLE = 10
 """Fresh Gaussian probes behind the outside bound: failure probability 10^(−10)."""
 
@@ -204,50 +207,82 @@ def gaussian_rows(b: int, n: int, gen: torch.Generator | None, device) -> Tensor
 
 
 class Basis:
-    """Orthonormal columns Q (n, m), float64, stored as the rows of a buffer that grows by doubling.
+    """Orthonormal columns Q (n, m), float64, stored by rows in slabs of ``slab`` columns.
 
-    Also records the coefficient blocks Qᵀ(A Q_J) met while the basis grows, from which
-    T = QᵀAQ is assembled without further products (NOTE [range growth]).
+    Slabs are allocated as the basis grows and never copied, so the memory is n·m·8 bytes plus
+    one partly filled slab. Also records the coefficient blocks Qᵀ(A Q_J) met while the basis
+    grows, from which T = QᵀAQ is assembled without further products (NOTE [range growth]).
     """
 
-    def __init__(self, n: int, device, capacity: int):
-        self.n, self.m = n, 0
-        self.buf = torch.empty(max(1, capacity), n, dtype=torch.float64, device=device)
+    def __init__(self, n: int, device, slab: int, limit: int):
+        self.n, self.m, self.slab, self.limit, self.device = n, 0, max(1, slab), limit, device
+        self.slabs: list[Tensor] = []
         self.blocks: list[tuple[int, int, Tensor]] = []   # (first column, rows filled, Qᵀ A Q_J)
+
+    def _parts(self) -> list[Tensor]:
+        """The filled rows of each slab (views), in order."""
+        out, left = [], self.m
+        for S in self.slabs:
+            take = min(left, S.shape[0])
+            if take:
+                out.append(S[:take])
+            left -= take
+        return out
 
     @property
     def Qt(self) -> Tensor:
-        """Qᵀ, shape (m, n), contiguous."""
-        return self.buf[:self.m]
+        """Qᵀ, shape (m, n) (a copy when the basis spans several slabs)."""
+        parts = self._parts()
+        if not parts:
+            return torch.zeros(0, self.n, dtype=torch.float64, device=self.device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def project(self, Wt: Tensor) -> tuple[Tensor, Tensor]:
         """Rows of ((I − QQᵀ) W)ᵀ and QᵀW (m, b) for a block given by its rows Wᵀ (b, n).
 
-        Two passes of classical Gram–Schmidt; rows keep every product contiguous.
+        Two passes of classical Gram–Schmidt, each over all slabs; rows keep every product
+        contiguous.
         """
-        if self.m == 0:
+        parts = self._parts()
+        if not parts:
             return Wt, Wt.new_zeros(0, Wt.shape[0])
-        Qt = self.Qt
-        C = Wt @ Qt.T
-        Wt = torch.addmm(Wt, C, Qt, alpha=-1.0)
-        C2 = Wt @ Qt.T
-        return torch.addmm(Wt, C2, Qt, alpha=-1.0), (C + C2).T
+        total = None
+        for _ in range(2):
+            C = torch.cat([Wt @ P.T for P in parts], dim=1)          # (b, m)
+            offset = 0
+            for P in parts:
+                Wt = torch.addmm(Wt, C[:, offset:offset + P.shape[0]], P, alpha=-1.0)
+                offset += P.shape[0]
+            total = C if total is None else total + C
+        return Wt, total.T
 
-    def append(self, Ut: Tensor, limit: int) -> int:
-        """Add orthonormal columns given as rows Uᵀ (c, n), c ≤ limit − m.
+    def append(self, Ut: Tensor) -> int:
+        """Add orthonormal columns given as rows Uᵀ (c, n), at most ``limit`` columns in all.
 
         Returns:
             The index of the first new column.
         """
-        start, need = self.m, self.m + Ut.shape[0]
-        if need > self.buf.shape[0]:
-            grown = torch.empty(min(limit, max(need, 2 * self.buf.shape[0])), self.n,
-                                dtype=torch.float64, device=self.buf.device)
-            grown[:self.m] = self.buf[:self.m]
-            self.buf = grown
-        self.buf[start:need] = Ut
-        self.m = need
+        start, rows = self.m, Ut
+        while rows.shape[0]:
+            allocated = sum(S.shape[0] for S in self.slabs)
+            room = allocated - self.m
+            if room == 0:
+                room = max(1, min(self.slab, self.limit - allocated))
+                self.slabs.append(torch.empty(room, self.n, dtype=torch.float64,
+                                              device=self.device))
+            S, at = self._slab_at(self.m)
+            take = min(room, rows.shape[0], S.shape[0] - at)
+            S[at:at + take] = rows[:take]
+            rows, self.m = rows[take:], self.m + take
         return start
+
+    def _slab_at(self, j: int) -> tuple[Tensor, int]:
+        """The slab holding column j and the row of j inside it."""
+        for S in self.slabs:
+            if j < S.shape[0]:
+                return S, j
+            j -= S.shape[0]
+        raise IndexError(j)
 
     def record(self, start: int, C: Tensor) -> None:
         """Keep C = Qᵀ A Q_J (rows: the current basis) for the columns J from ``start``."""
@@ -261,8 +296,8 @@ class Basis:
         (the diagonal blocks) give the asymmetry ‖T − Tᵀ‖_F/‖T‖_F on them.
         """
         m = self.m
-        raw = torch.zeros(m, m, dtype=torch.float64, device=self.buf.device)
-        filled = torch.zeros(m, m, dtype=torch.bool, device=self.buf.device)
+        raw = torch.zeros(m, m, dtype=torch.float64, device=self.device)
+        filled = torch.zeros(m, m, dtype=torch.bool, device=self.device)
         for start, rows, C in self.blocks:
             raw[:rows, start:start + C.shape[1]] = C
             filled[:rows, start:start + C.shape[1]] = True
@@ -467,7 +502,7 @@ def low_rank_spectrum(
     rtol_ = default_inertia_rtol(n, dtype) if rtol is None else float(rtol)
     byte_cap = max_bytes // (8 * n)
     cap = min(n, max_rank if max_rank is not None else n, byte_cap)
-    basis = Basis(n, dev, min(cap, 4 * block) if cap else 1)
+    basis = Basis(n, dev, SLAB_COLUMNS, cap)
 
     def report(upcoming: int) -> None:
         if progress is not None:
@@ -526,7 +561,7 @@ def low_rank_spectrum(
         if kind == "probe":
             pending = max_row_norm(W)
         Unew = U[:r_new]
-        start = basis.append(Unew, cap)
+        start = basis.append(Unew)
         W, kind = apply_rows(Unew), "krylov"
         note_norms(W)
 
