@@ -56,6 +56,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -277,12 +278,12 @@ class Basis:
         return start
 
     def _slab_at(self, j: int) -> tuple[Tensor, int]:
-        """The slab holding column j and the row of j inside it."""
-        for S in self.slabs:
+        """The slab holding column j (< allocated columns) and the row of j inside it."""
+        for S in self.slabs[:-1]:
             if j < S.shape[0]:
                 return S, j
             j -= S.shape[0]
-        raise IndexError(j)
+        return self.slabs[-1], j
 
     def record(self, start: int, C: Tensor) -> None:
         """Keep C = Qᵀ A Q_J (rows: the current basis) for the columns J from ``start``."""
@@ -308,11 +309,27 @@ class Basis:
         return 0.5 * (T + T.T), asym
 
 
-def singular_directions(Wt: Tensor) -> tuple[Tensor, Tensor]:
-    """(Uᵀ (b, n), s) for a tall block W = (Wᵀ)ᵀ: Householder QR, then the SVD of R (b, b)."""
-    Qw, R = torch.linalg.qr(Wt.T)
-    Ur, s, _ = torch.linalg.svd(R)
-    return Ur.T @ Qw.T, s
+def block_rank(s: Tensor, *, rtol: float, atol: float, dtype: torch.dtype) -> int:
+    """Numerical rank of a block with singular values s at the absolute cut ``atol``."""
+    return numerical_rank(s, rtol=rtol, atol=atol, shape=(1, 1), dtype=dtype).rank
+
+
+def singular_directions(Wt: Tensor, rank_of: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
+    """Singular values s of a tall block W = (Wᵀ)ᵀ and orthonormal rows Uᵀ (r, n), r = rank_of(s).
+
+    The rows span the r leading left singular directions of W.
+    R comes from a Householder QR (R only, the cheaper half), s and V from the SVD of R (b, b);
+    then U = Wᵀ-rows combined by Σ⁻¹Vᵀ, re-orthonormalised by a Cholesky QR step (U is already
+    orthonormal to about eps·σ₁/σ_r, so the step is stable).
+    """
+    R = torch.linalg.qr(Wt.T, mode="r")[1]
+    _, s, Vh = torch.linalg.svd(R)
+    r = rank_of(s)
+    if r == 0:
+        return Wt.new_zeros(0, Wt.shape[1]), s
+    Ut = (Vh[:r] / s[:r, None]) @ Wt
+    L = torch.linalg.cholesky(Ut @ Ut.T)
+    return torch.linalg.solve_triangular(L, Ut, upper=False), s
 
 
 @dataclass(frozen=True, eq=False)
@@ -535,9 +552,9 @@ def low_rank_spectrum(
         W, C = basis.project(W)
         if kind == "krylov":
             basis.record(start, C)
-        U, s = singular_directions(W)
         cut = rtol_ * norm_est
-        r_new = numerical_rank(s, rtol=rtol_, atol=cut, shape=(n, n), dtype=dtype).rank
+        U, s = singular_directions(W, partial(block_rank, rtol=rtol_, atol=cut, dtype=dtype))
+        r_new = U.shape[0]
         if kind == "krylov":
             if basis.m == n or (pending is not None and image_norm <= cut):
                 # Q spans the space, or A u is below the cut for the directions u the probes
