@@ -130,7 +130,7 @@ def route_profile(quick: bool) -> dict:
                       zip(prof.rel_eps, prof.count_low, prof.count_high, strict=True))
     return {"route": "(b) profile (slq)", "workload": f"tanh {widths}, n = {n}",
             "N": problem.n_params, "check": "ok" if ok else "FAILED",
-            "result": f"#|λ|>ε|λ|max at {prof.confidence:.0%}: {cells}",
+            "result": f"count of abs(λ) > ε·max abs(λ), {prof.confidence:.0%} intervals: {cells}",
             "products": d.n_matvec, "ratio": wall / unit, "wall": wall, "hvp": per_vector,
             "rss": peak_rss_mib()}
 
