@@ -45,7 +45,7 @@ def low_rank_symmetric(draw):
     return symmetric(n, values, seed), pos, neg, torch.as_tensor(np.sort(values), dtype=F64)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(low_rank_symmetric())
 def test_counts_and_spectrum_match_the_chosen_ones(case):
     S, pos, neg, values = case
