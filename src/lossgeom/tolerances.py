@@ -19,6 +19,7 @@ import math
 import torch
 
 __all__ = [
+    "DEFAULT_CONFIDENCE",
     "COINCIDENCE_RTOL",
     "CRITICAL_FLOOR_EPS",
     "CRITICAL_RTOL",
@@ -28,6 +29,7 @@ __all__ = [
     "MIN_GAP",
     "NEARBY_RADIUS",
     "PERFECT_FIT_RTOL",
+    "default_breakdown_rtol",
     "default_inertia_rtol",
     "default_rank_rtol",
     "eps",
@@ -95,3 +97,16 @@ KERNEL_PROBE_DIRECTIONS = 8
 KERNEL_PROBE_STEPS = (1e-2, 1e-3)
 """Relative step sizes (times max(1, ‖θ‖∞)) of the kernel probe: a quartic direction leaves a
 gradient of about 4h³ ≥ 4e-9 after retraction, far above the criticality tolerance."""
+
+def default_breakdown_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
+    """Default Lanczos breakdown rtol n·eps(dtype).
+
+    A run has found an invariant subspace when β_j ≤ rtol·max(|α|, β) seen so far (the inertia
+    rule's resolution of a matrix of size n). Past that point the quadrature of the probe's
+    spectral measure is exact.
+    """
+    return max(n, 1) * eps(dtype)
+
+
+DEFAULT_CONFIDENCE = 0.95
+"""Confidence level of the stochastic interval counts (stochastic Lanczos quadrature)."""
