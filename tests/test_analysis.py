@@ -269,8 +269,11 @@ def test_dense_and_operator_routes_agree(name):
     if op.hessian.method == "gauss_newton":
         assert op.hessian.inertia == dense.hessian.inertia
         assert op.hessian.decided
-    else:
-        assert op.hessian.method == "lanczos"
+    else:  # the krylov route: certified counts equal the dense ones, extremes agree
+        assert op.hessian.method == "krylov"
+        if op.hessian.decided:
+            assert op.hessian.inertia == dense.hessian.inertia
+            assert op.hessian.certificate.kind == "invariant_subspace"
         k = len(op.hessian.top_eigenvalues)
         top = torch.tensor(op.hessian.top_eigenvalues, dtype=F64)
         bottom = torch.tensor(op.hessian.bottom_eigenvalues, dtype=F64)
@@ -279,7 +282,7 @@ def test_dense_and_operator_routes_agree(name):
         assert torch.allclose(bottom,
                               torch.tensor(dense.hessian.bottom_eigenvalues[:k], dtype=F64),
                               rtol=0, atol=1e-8 * scale)
-        assert max(op.hessian.residuals_top) < 1e-8 * scale
+        assert op.hessian.certificate.residual < 1e-8 * scale
         assert op.hessian.n_matvec > 0
     auto = lg.analyze(problem, theta)
     assert auto.hessian.inertia == dense.hessian.inertia
@@ -310,7 +313,7 @@ def test_operator_route_when_samples_outnumber_parameters():
 
 def test_lanczos_route_marks_counts_undecided_away_from_a_fit():
     problem, theta = tanh_random_point()
-    r = lg.analyze(problem, theta, method="operator")
+    r = lg.analyze(problem, theta, method="operator", hessian="lanczos")
     assert r.hessian.method == "lanczos"
     assert r.hessian.inertia == [None, None, None] and r.hessian.rank is None
     assert r.hessian.decided is False
@@ -394,7 +397,7 @@ def test_kind_saddle_found_by_find_critical_point(method):
     lam = torch.linalg.eigvalsh(reference_hessian(problem.loss_at, theta))
     assert float(lam.min()) < 0 < float(lam.max())
     if method == "operator":
-        assert r.hessian.method == "lanczos"
+        assert r.hessian.method == "krylov"
         assert r.hessian.bottom_eigenvalues[0] == pytest.approx(float(lam.min()), rel=1e-8)
 
 
@@ -415,7 +418,7 @@ def test_kind_strict_minimum_by_lanczos_extremes():
         assert r.hessian.inertia == [N, 0, 0], method
         assert r.hessian.bottom_eigenvalues[0] == pytest.approx(4.0, rel=1e-10)
         assert r.jacobian.rank == 0 and r.behavior_manifold_dim == N
-    assert lg.analyze(problem, method="operator").hessian.method == "lanczos"
+    assert lg.analyze(problem, method="operator").hessian.method == "krylov"
 
 
 # -- rank identity -----------------------------------------------------------------------------------

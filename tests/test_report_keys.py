@@ -11,13 +11,16 @@ BEFORE = json.loads((Path(__file__).parent / "data" / "report_keys_0.1.json").re
 
 CERTIFICATE = {"hessian.certificate"} | {f"hessian.certificate.{k}" for k in (
     "kind", "residual", "subspace_dim", "n_matvec", "failure_probability")}
+DEGENERACY = {"degeneracy"} | {f"degeneracy.{k}" for k in (
+    "rel_eps", "count_above", "count_low", "count_high", "confidence", "method",
+    "max_abs_eigenvalue", "n")}
 RANK_DETAILS = {"min_gap", "reason", "rtol", "sigma_max", "sigma_next", "sigma_r"}
 ADDED = {
     "Report": {"blocks", "degeneracy", "model_dtype", "routes", "criticality.floor",
-               "hessian.reason", "jacobian.min_gap"} | CERTIFICATE,
+               "hessian.reason", "jacobian.min_gap"} | CERTIFICATE | DEGENERACY,
     "InfoLossReport": {f"jacobian.{k}" for k in RANK_DETAILS} | {"layers[].note"},
     "SolutionManifold": {f"rank_jacobian.{k}" for k in RANK_DETAILS},
-    "LocusReport": {"criticality.floor"},
+    "LocusReport": {"criticality.floor", "measured.n_matvec", "measured.residual"},
     "SliceReport": {"criticality.floor"},
     "OutputVelocity": {"rank.min_gap"},
 }

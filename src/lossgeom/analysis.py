@@ -34,17 +34,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from enum import StrEnum
 
 import torch
 from torch import Tensor
 
-from ._checks import DEFAULT_MAX_BYTES, check_dense_budget, check_finite, check_option, check_rtol
+from ._checks import (
+    DEFAULT_MAX_BYTES,
+    check_dense_budget,
+    check_finite,
+    check_option,
+    check_rtol,
+    format_bytes,
+)
 from ._timing import stage
-from .curvature._hessian import dense_second_order, hessian_operator
+from .curvature._density import hessian_spectrum
+from .curvature._hessian import dense_second_order, hessian_operator, make_hvp_block
 from .curvature.linearization import Linearization, Route, linearize
 from .linalg._inertia import inertia_from_eigenvalues
+from .linalg.krylov import LowRankSpectrum, low_rank_spectrum
 from .linalg.rank import numerical_rank
+from .linalg.slq import SpectralDensity, degeneracy_profile
 from .linalg.spectrum import extreme_eigenpairs
 from .problem import Problem
 from .report import BlockSummary, GaussNewtonSummary, HessianSummary, Report
@@ -103,9 +114,15 @@ class HessianRoute(StrEnum):
     """How ``analyze`` decides the Hessian's rank and inertia.
 
     AUTO: gram at a critical perfect fit whose residual term vanishes; dense while N is small;
-        the iterative route beyond.
+        krylov while a basis of ``max_rank`` columns fits ``max_bytes``, and the profile where
+        krylov gives up (the cost model of ``_auto_route``; the Report's routes say why).
     DENSE: the assembled N × N matrix and ``eigvalsh``: every eigenvalue, O(N³).
     GRAM: H = Jᵀ ∇²ₓC J at a perfect fit, decided on the singular values of (∇²ₓC)^½ J.
+    KRYLOV: block Krylov on batched HVPs until its subspace is invariant: the nonzero spectrum of a
+        Hessian of rank ≤ ``max_rank``, rank and inertia certified with a stated failure
+        probability; gives up (undecided) past ``max_rank`` or ``max_bytes``.
+    PROFILE: no certificate: a degeneracy profile from stochastic Lanczos quadrature, counts of
+        eigenvalues above ε·|λ|max with confidence bounds.
     LANCZOS: extreme eigenpairs by ``eigsh`` on HVPs; counts only where every eigenvalue has one
         sign.
     NONE: skip the Hessian.
@@ -114,6 +131,8 @@ class HessianRoute(StrEnum):
     AUTO = "auto"
     DENSE = "dense"
     GRAM = "gram"
+    KRYLOV = "krylov"
+    PROFILE = "profile"
     LANCZOS = "lanczos"
     NONE = "none"
 
@@ -303,7 +322,10 @@ def analyze(
     max_bytes: int = DEFAULT_MAX_BYTES,
     dense_max_n: int = DENSE_MAX_N,
     hessian: str = "auto",
+    max_rank: int | None = None,
     blocks: str | list | None = None,
+    rng: torch.Generator | int | None = 0,
+    progress: Callable[[str, int, int], None] | None | bool = None,
 ) -> Report:
     """Certified local geometry of L at θ: criticality, rank J, G and H spectra, kind.
 
@@ -315,11 +337,17 @@ def analyze(
             of ``lossgeom.tolerances`` for each (max(m, n)·eps for J, N·eps for H).
         max_bytes: Memory budget of any dense matrix.
         dense_max_n: Largest N for the dense Hessian under method="auto".
-        hessian: "auto", "dense", "gram", "lanczos" or "none" (see ``HessianRoute``).
+        hessian: "auto", "dense", "gram", "krylov", "profile", "lanczos" or "none" (see
+            ``HessianRoute``).
+        max_rank: Largest Hessian rank the krylov route may certify (default: as many basis
+            columns as ``max_bytes`` holds).
         blocks: None, "module" (one block per top-level module: the first component of the
             parameter names) or a list of blocks, each a list of name prefixes: per block the rank
             of J_b (the columns of J of its parameters) and the rank and inertia of the diagonal
             block H_bb, each decided by this same routine on the Problem restricted to the block.
+        rng: Seed or generator of the random probes (krylov, profile); default 0, reproducible.
+        progress: None or False (silent), or a callable progress(stage, done, total) that front
+            ends turn into a bar (the CLI draws a Rich bar for the iterative routes).
 
     Returns:
         A Report; see ``lossgeom.report`` for every field.
@@ -379,8 +407,9 @@ def analyze(
             elif method_ is Method.DENSE or (method_ is Method.AUTO and dense_ok):
                 route_h = HessianRoute.DENSE
             else:
-                route_h = HessianRoute.LANCZOS
-        hess, kernel = None, None
+                route_h = HessianRoute.KRYLOV
+                routes.append(_krylov_plan(N, max_rank, max_bytes, dense_max_n))
+        hess, kernel, spectrum = None, None, None
         if route_h is HessianRoute.GRAM:
             if not (h_equals_g and gn_from_roots):
                 raise ValueError(f"{where}: hessian=\"gram\" needs a critical perfect fit with a "
@@ -389,12 +418,30 @@ def analyze(
                                  "\"auto\".")
             hess = _summary(lam_g, gn.inertia, "gauss_newton", Certificate("gram"),
                             spectrum=lam_g.numel() <= DENSE_MAX_N * 10)
+            spectrum = lam_g
         elif route_h is HessianRoute.DENSE:
             check_dense_budget(where, "Hessian", (N, N), max_bytes,
-                               "Use analyze(..., hessian=\"lanczos\") or hessian_operator.")
+                               "Use analyze(..., hessian=\"krylov\") or hessian_operator.")
             hess, kernel = _dense_summary(problem, theta, rtol)
+            spectrum = kernel[2]
+        elif route_h is HessianRoute.KRYLOV:
+            hess, spectrum = _krylov_summary(problem, theta, rtol, max_rank, max_bytes, rng,
+                                             _stage_progress(progress, "krylov"), routes)
+            if spectrum is None and hessian == "auto":  # krylov gave up: profile instead
+                routes.append("krylov gave up (" + hess.reason + "); the degeneracy profile "
+                              "comes from stochastic Lanczos quadrature")
+                route_h = HessianRoute.PROFILE
+                hess = dataclasses.replace(hess, method="krylov")
         elif route_h is HessianRoute.LANCZOS:
             hess = _lanczos_summary(problem, theta, rtol)
+        if route_h is HessianRoute.PROFILE:
+            density = hessian_spectrum(problem, theta, rng=rng,
+                                       progress=_stage_progress(progress, "profile"))
+            degeneracy = degeneracy_profile(density)
+            if hess is None:
+                hess = _profile_summary(density, rtol, problem)
+        else:
+            degeneracy = None if spectrum is None else degeneracy_profile(spectrum)
 
     manifold = ""
     if (hess is not None and kernel is not None and crit.critical and not fit.holds
@@ -417,7 +464,8 @@ def analyze(
                 BlockSummary(name, sub.n_params, r.jacobian, r.hessian)
                 for name, sub in _block_problems(where, problem, theta, blocks)
                 for r in [analyze(sub, None, method=method, rtol=rtol, max_bytes=max_bytes,
-                                  dense_max_n=dense_max_n, hessian=hessian)]]
+                                  dense_max_n=dense_max_n, hessian=hessian, max_rank=max_rank,
+                                  rng=rng)]]
     model_dtype = str(problem.model_dtype).removeprefix("torch.")
     routes.extend(_problem_notes(problem, model_dtype))
     return Report(
@@ -427,6 +475,7 @@ def analyze(
         kind_reason=kind_reason, rank_identity=_rank_identity(problem, fit.holds, jac, hess),
         dtype=str(dtype).removeprefix("torch."), loss_name=lf.name, reduction=lf.reduction,
         timings=timings, model_dtype=model_dtype, routes=routes, blocks=block_list,
+        degeneracy=degeneracy,
     )
 
 
@@ -483,7 +532,7 @@ def _dense_summary(problem: Problem, theta: Tensor, rtol) -> tuple[HessianSummar
     lam = torch.linalg.eigvalsh(H)
     inert = inertia_from_eigenvalues(lam, rtol, dtype=problem.dtype, n=problem.n_params,
                                      asymmetry=asym)
-    return _summary(lam, inert, "dense", Certificate("dense", residual=asym)), (H, inert)
+    return _summary(lam, inert, "dense", Certificate("dense", residual=asym)), (H, inert, lam)
 
 
 def _kernel_probe(problem: Problem, theta: Tensor, kernel: tuple, crit: Criticality,
@@ -498,7 +547,7 @@ def _kernel_probe(problem: Problem, theta: Tensor, kernel: tuple, crit: Critical
     direction of higher-order growth (L = y⁴) a gradient of order h³ is left in ker H, far above
     tol at these steps.
     """
-    H, inert = kernel
+    H, inert, _ = kernel
     lam, V = torch.linalg.eigh(H)
     zero = lam.abs() <= inert.tol
     Z, Vr, lr = V[:, zero], V[:, ~zero], lam[~zero]
@@ -536,6 +585,64 @@ def _kernel_probe(problem: Problem, theta: Tensor, kernel: tuple, crit: Critical
                   f"‖∇L‖ ≤ {worst:.2e} ≤ tol {crit.tol:.2e} with unchanged loss")
     return (f"no negative eigenvalue, and the {nz} zero eigenvectors are tangent to a manifold of "
             "critical points with the same loss (kernel probe, Morse–Bott): a non-strict minimum")
+
+
+def _krylov_plan(N: int, max_rank: int | None, max_bytes: int, dense_max_n: int) -> str:
+    """The cost model's line: why krylov, with how many basis columns and bytes at most."""
+    cap = min(N, max_bytes // (8 * N), max_rank if max_rank is not None else N)
+    return (f"N = {N} > dense_max_n = {dense_max_n}: krylov, a basis of at most {cap} columns "
+            f"({format_bytes(8 * N * cap)} of max_bytes = {format_bytes(max_bytes)}), about one "
+            "HVP per column")
+
+
+def _stage_progress(progress, stage: str):
+    """A (done, total) callback for one stage, or None."""
+    if not callable(progress) or isinstance(progress, bool):
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def _krylov_summary(problem: Problem, theta: Tensor, rtol, max_rank, max_bytes, rng, progress,
+                    routes: list[str]) -> tuple[HessianSummary, LowRankSpectrum | None]:
+    """The certified low-rank spectrum of ∇²L (``linalg.krylov``) as a HessianSummary.
+
+    With the default rtol, a cut the products' rounding leaves undecided is moved just above the
+    floor the run measured, where a gap of ``MIN_GAP`` allows (``LowRankSpectrum.at_floor``).
+    Returns the spectrum only when it is certified (for the degeneracy profile).
+    """
+    spec = low_rank_spectrum(make_hvp_block(problem, theta), problem.n_params,
+                             dtype=problem.dtype, device=theta.device, rtol=rtol,
+                             max_rank=max_rank, max_bytes=max_bytes, rng=rng, progress=progress)
+    if rtol is None and not spec.decided:
+        recut = spec.at_floor()
+        if recut.decided:
+            routes.append(f"krylov: the default tol {spec.tol:.2e} lies under the floor "
+                          f"{spec.outside_bound + spec.residual:.2e} the products' rounding sets; "
+                          f"cut at {recut.tol:.2e} in the gap above it")
+            spec = recut
+    counts = spec.inertia if spec.decided else (None, None, None)
+    inert = Inertia(*counts, spec.tol, spec.gap, spec.rtol, spec.decided)
+    summary = HessianSummary(
+        rank=spec.rank, tol=spec.tol, gap=spec.gap, inertia=inert, method="krylov",
+        decided=spec.decided, top_eigenvalues=spec.top_eigenvalues(N_EXTREME),
+        bottom_eigenvalues=spec.bottom_eigenvalues(N_EXTREME), n_matvec=spec.n_matvec,
+        asymmetry=spec.asymmetry, rtol=spec.rtol, certificate=spec.certificate(),
+        reason=spec.reason)
+    return summary, (spec if spec.decided else None)
+
+
+def _profile_summary(density: SpectralDensity, rtol, problem: Problem) -> HessianSummary:
+    """No counts: the profile route certifies nothing; its numbers are in Report.degeneracy."""
+    inert = Inertia(None, None, None, math.nan, None, rtol or 0.0, False)
+    top = sorted(density.nodes[torch.isfinite(density.nodes)].tolist(), reverse=True)
+    return HessianSummary(
+        rank=None, tol=math.nan, gap=None, inertia=inert, method="profile", decided=False,
+        top_eigenvalues=top[:N_EXTREME], bottom_eigenvalues=sorted(top)[:N_EXTREME],
+        n_matvec=density.n_matvec, rtol=rtol or 0.0,
+        certificate=Certificate("none", n_matvec=density.n_matvec),
+        reason=(f"profile route: stochastic Lanczos quadrature ({density.n_probes} probes × "
+                f"{density.n_steps} steps) gives counts with confidence bounds "
+                "(Report.degeneracy), not a certificate"))
 
 
 def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> HessianSummary:

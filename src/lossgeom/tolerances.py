@@ -98,6 +98,7 @@ KERNEL_PROBE_STEPS = (1e-2, 1e-3)
 """Relative step sizes (times max(1, ‖θ‖∞)) of the kernel probe: a quartic direction leaves a
 gradient of about 4h³ ≥ 4e-9 after retraction, far above the criticality tolerance."""
 
+
 def default_breakdown_rtol(n: int, dtype: torch.dtype = torch.float64) -> float:
     """Default Lanczos breakdown rtol n·eps(dtype).
 

@@ -289,3 +289,30 @@ def test_star_and_core_points_at_n_1e5():
         s = hessian_low_rank(problem, theta)
         assert s.decided, s.reason
         assert list(s.inertia) == predicted
+
+
+def test_at_floor_recuts_above_the_measured_noise_when_a_gap_allows():
+    """Products with rounding-like noise (fresh on every call, like HVPs far above eps): at the
+    default rtol the measured bound exceeds tol (undecided); re-cut above the floor, the counts
+    are the true ones. Without a gap above the floor nothing is re-cut."""
+    g = torch.Generator().manual_seed(3)
+    n = 300
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    lam = torch.zeros(n, dtype=torch.float64)
+    lam[:5] = torch.tensor([3.0, 2.0, -1.5, 1.0, 0.5], dtype=torch.float64)
+    A = (Q * lam) @ Q.T
+
+    def noisy(scale):
+        def matmat(V):
+            return A @ V + scale * torch.randn(V.shape, generator=g, dtype=V.dtype)
+        return matmat
+
+    s = low_rank_spectrum(noisy(1e-14), n, rng=0)
+    assert not s.decided and s.inertia is None and "bound" in s.reason
+    r = s.at_floor()
+    assert r.decided and r.inertia == (4, 1, n - 5) and r.tol > s.tol
+    assert r.gap >= 1e3 and r.tol > r.outside_bound + r.residual
+    # eigenvalues a decade apart down into the floor: no gap of 1e3 to cut in
+    lam[5:17] = torch.logspace(-1, -12, 12, dtype=torch.float64)
+    A = (Q * lam) @ Q.T
+    assert not low_rank_spectrum(noisy(1e-14), n, rng=0).at_floor().decided

@@ -79,7 +79,7 @@ def test_operator_route_matches_dense_route():
     oper = growth_table(4, [5], dense_max_params=0, **kwargs)
     d, o = dense.rows[0].measured, oper.rows[0].measured
     assert set(d["method"].values()) == {"dense"}
-    assert o["method"] == {"M": "gauss_newton", "S_1": "low_rank", "S_2": "low_rank",
-                           "S_3": "low_rank", "C": "low_rank"}
+    assert o["method"] == {"M": "gauss_newton", "S_1": "krylov", "S_2": "krylov",
+                           "S_3": "krylov", "C": "krylov"}
     assert o["inertia"] == d["inertia"] and o["nonzero"] == dense.rows[0].nonzero
     assert all(o["decided"].values())

@@ -52,6 +52,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -389,6 +390,33 @@ class LowRankSpectrum(Result):
             lam = torch.sort(torch.cat([lam, pad])).values
         return lam.flip(0)[:k].tolist(), lam[:k].tolist()
 
+    def at_floor(self) -> LowRankSpectrum:
+        """This spectrum re-cut just above the floor its own evidence sets, when a gap allows.
+
+        The floor is outside_bound + residual: every eigenvalue outside span Q and every
+        perturbation of λ(T) is below it, so no cut under it can be certified (the products'
+        rounding usually sets it). Where the eigenvalues of T above the floor are separated from it
+        by at least ``MIN_GAP``, the cut moves into that gap, at the geometric mean of its ends,
+        and the counts are decided there; otherwise the spectrum is returned as it is.
+        """
+        if self.decided or self.outside_bound is None:
+            return self
+        floor = self.outside_bound + self.residual
+        a = torch.sort(self.eigenvalues.abs(), descending=True).values
+        above = a[a > MIN_GAP * floor]
+        if floor <= 0.0 or above.numel() == 0:
+            return self
+        below = a[a <= MIN_GAP * floor]
+        low = max(floor, float(below[0])) if below.numel() else floor
+        tol = math.sqrt(float(above[-1]) * low)
+        gap, counts, reason = _decide(self.eigenvalues, tol, self.outside_bound, self.residual,
+                                      self.n)
+        if reason:
+            return self
+        return dataclasses.replace(
+            self, tol=tol, rtol=tol / self.max_abs_eigenvalue, gap=gap, decided=True, reason="",
+            inertia=counts, rank=counts[0] + counts[1])
+
     def certificate(self) -> Certificate:
         """The Certificate of a report: kind "invariant_subspace" when decided, else "none"."""
         return Certificate("invariant_subspace" if self.decided else "none", self.residual,
@@ -546,29 +574,21 @@ def low_rank_spectrum(
         lam, vecs = torch.linalg.eigvalsh(T), None
     residual = math.sqrt(res2)
     amax = float(lam.abs().max()) if m else 0.0
-    tol = rtol_ * amax
     bound = None if probe_norm is None else OUTSIDE_BOUND_FACTOR * probe_norm
     if basis.m == n:
         bound, fail = 0.0, 0.0
     else:
         fail = None if bound is None else 10.0 ** (-q)
-    a = lam.abs()
-    kept, dropped = a[a > tol], a[a <= tol]
-    kept_min = float(kept.min()) if kept.numel() else math.inf
-    drop_max = float(dropped.max()) if dropped.numel() else 0.0
-    outside = max(bound if bound is not None else math.inf, drop_max)
-    below = outside + residual
-    above = kept_min - residual
-    gap = math.inf if (math.isinf(above) or below == 0.0) else max(above, 0.0) / below
-    if not reason:
-        reason = _certificate_reason(bound, residual, drop_max, kept_min, tol, gap, amax)
+    tol = rtol_ * amax
+    gap, counts, why = _decide(lam, tol, bound, residual, n)
+    reason = reason or why
     decided = not reason
-    pos, neg = int((lam > tol).sum()), int((lam < -tol).sum())
-    counts = (pos, neg, n - pos - neg) if decided else None
     if progress is not None:
         progress(apply.n_matvec, apply.n_matvec)
+    counts = counts if decided else None
     return LowRankSpectrum(
-        eigenvalues=lam, rank=pos + neg if decided else None, inertia=counts, tol=tol, rtol=rtol_,
+        eigenvalues=lam, rank=sum(counts[:2]) if decided else None, inertia=counts, tol=tol,
+        rtol=rtol_,
         gap=gap, residual=residual, outside_bound=bound, subspace_dim=m, n=n,
         n_matvec=apply.n_matvec, failure_probability=fail, decided=decided, reason=reason,
         max_abs_eigenvalue=amax, asymmetry=asymmetry, dtype=str(dtype).replace("torch.", ""),
@@ -584,6 +604,22 @@ def _budget_reason(n: int, m: int, r_new: int, max_rank, max_bytes: int, byte_ca
     return (f"a basis of {need} columns needs {format_bytes(8.0 * n * need)} (n = {n}, float64), "
             f"above max_bytes = {format_bytes(max_bytes)}; raise max_bytes, or use the degeneracy "
             "profile")
+
+
+def _decide(lam: Tensor, tol: float, bound: float | None, residual: float, n: int
+            ) -> tuple[float, tuple[int, int, int], str]:
+    """(gap, counts, reason) of the cut at ``tol`` (NOTE [invariant-subspace certificate])."""
+    a = lam.abs()
+    kept, dropped = a[a > tol], a[a <= tol]
+    kept_min = float(kept.min()) if kept.numel() else math.inf
+    drop_max = float(dropped.max()) if dropped.numel() else 0.0
+    below = max(bound if bound is not None else math.inf, drop_max) + residual
+    above = kept_min - residual
+    gap = math.inf if (math.isinf(above) or below == 0.0) else max(above, 0.0) / below
+    amax = float(a.max()) if a.numel() else 0.0
+    pos, neg = int((lam > tol).sum()), int((lam < -tol).sum())
+    reason = _certificate_reason(bound, residual, drop_max, kept_min, tol, gap, amax)
+    return gap, (pos, neg, n - pos - neg), reason
 
 
 def _certificate_reason(bound: float | None, residual: float, drop_max: float, kept_min: float,

@@ -29,7 +29,6 @@ from ..problem import Problem
 from ..reach import fit_last_layer
 from ..results import Result
 from ._construct import core_point, locus_constraints, star_point
-from ._lowrank import low_rank_hessian_inertia
 from ._network import network_layout, optimal_constant
 
 __all__ = ["GrowthRow", "GrowthTable", "growth_formulas", "growth_table"]
@@ -147,14 +146,13 @@ def growth_formulas(depth: int, width: int, n_inputs: int, n_outputs: int, n_sam
     return {"n_params": N, "dims": dims, "nonzero": nonzero}
 
 
-def _measure(problem: Problem, depth: int, rtol, seed: int, dense: bool, hints: dict
+def _measure(problem: Problem, depth: int, rtol, seed: int, dense: bool
              ) -> tuple[dict, list[str]]:
     """Measurements at a global minimum, star points and a core point (dense or operator)."""
     layout = network_layout(problem, "growth_table(...)")
     N, nk = problem.n_params, problem.n_samples * problem.n_outputs
     c_star = optimal_constant(problem, "growth_table(...)") if layout.convention == "B" else None
     dims, nonzero, inertia, tol, gap, decided, method, skipped = {}, {}, {}, {}, {}, {}, {}, []
-    gen = torch.Generator().manual_seed(seed)
 
     def record(name: str, h: dict) -> None:
         inertia[name] = list(h["inertia"])
@@ -163,11 +161,10 @@ def _measure(problem: Problem, depth: int, rtol, seed: int, dense: bool, hints: 
         nonzero[name] = None if None in h["inertia"] else h["inertia"][0] + h["inertia"][1]
 
     def at_locus(name: str, theta: torch.Tensor) -> dict:
-        if dense:
-            h = analyze(problem, theta, rtol=rtol, method="dense").hessian
-            return {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "decided": h.decided,
-                    "method": h.method}
-        return low_rank_hessian_inertia(problem, theta, hints[name], rtol, gen=gen)
+        h = analyze(problem, theta, rtol=rtol, method="dense" if dense else "operator",
+                    rng=seed).hessian
+        return {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "decided": h.decided,
+                "method": h.method}
 
     fitted = fit_last_layer(problem, problem.theta)
     if perfect_fit(problem, problem.outputs(fitted)).holds:
@@ -270,7 +267,7 @@ def growth_table(
             model = mlp([n_inputs] + [w] * (depth - 1) + [n_outputs], activation, bias,
                         generator=g)
             measured, skipped = _measure(Problem(model, X, Y), depth, rtol, seed,
-                                         N <= dense_max_params, f["nonzero"])
+                                         N <= dense_max_params)
         else:
             skipped.append(f"N = {N} > measure_max_params = {measure_max_params}: formulas only")
         rows.append(GrowthRow(w, N, f["dims"], f["nonzero"], zero_fraction, measured, skipped))

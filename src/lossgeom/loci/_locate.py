@@ -27,14 +27,13 @@ import torch
 from torch import Tensor
 
 from .._checks import DEFAULT_MAX_BYTES, check_option, check_rtol
-from ..analysis import DENSE_MAX_N, analyze
+from ..analysis import analyze
 from ..linalg.rank import numerical_rank
 from ..problem import Problem
 from ..report import Report
 from ..results import Result
 from ..tolerances import default_rank_rtol
 from ._construct import locus_constraints, locus_dimension
-from ._lowrank import locus_measurement
 from ._network import Layout, hidden_activations, network_layout, optimal_constant
 
 __all__ = ["LocusReport", "locate"]
@@ -195,7 +194,8 @@ def _measured(report: Report) -> dict:
     h = report.hessian
     extremes = [abs(v) for v in (h.top_eigenvalues[:1] + h.bottom_eigenvalues[:1])]
     return {"inertia": h.inertia.as_list(), "tol": h.tol, "gap": h.gap, "rtol": h.rtol,
-            "decided": h.decided, "method": h.method,
+            "decided": h.decided, "method": h.method, "n_matvec": h.n_matvec,
+            "residual": h.certificate.residual if h.certificate else None,
             "max_abs_eigenvalue": max(extremes) if extremes else 0.0,
             "top_eigenvalues": list(h.top_eigenvalues),
             "bottom_eigenvalues": list(h.bottom_eigenvalues)}
@@ -292,20 +292,12 @@ def locate(
 
     pred_crit, pred_crit_reason, prediction, reason = _predict(
         layout, problem, theta64, acts, x, star_layers, dead_pairs, distances, on_tol)
-    dense_ok = N <= DENSE_MAX_N and 8 * N * N <= max_bytes
-    if prediction is not None and method != "dense" and (method == "operator" or not dense_ok):
-        # large N on a locus: Lanczos on a Hessian of tiny rank stalls on its huge zero cluster,
-        # so the counts come from the randomized low-rank route (about 2·rank HVPs)
-        rank_hint = prediction["inertia"][0] + prediction["inertia"][1]
-        low = locus_measurement(problem, theta, rank_hint, rtol)
-        loss, grad_norm, criticality, kind = (low["loss"], low["grad_norm"], low["criticality"],
-                                              low["kind"])
-        measured, spectrum = low["measured"], None
-    else:
-        report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
-        loss, grad_norm, criticality, kind = (report.loss, report.grad_norm,
-                                              report.criticality, report.kind)
-        measured, spectrum = _measured(report), report.hessian.spectrum
+    # at large N the Hessian route is krylov: a Hessian of small rank on a locus is certified
+    # from about rank + 40 HVPs, where Lanczos stalls on the huge zero cluster
+    report = analyze(problem, theta, method=method, rtol=rtol, max_bytes=max_bytes)
+    loss, grad_norm, criticality, kind = (report.loss, report.grad_norm, report.criticality,
+                                          report.kind)
+    measured, spectrum = _measured(report), report.hessian.spectrum
     agrees = None
     if prediction is not None and None not in measured["inertia"]:
         agrees = prediction["inertia"] == measured["inertia"]

@@ -21,10 +21,21 @@ from ..linalg.rank import null_space, numerical_rank
 from ..problem import Problem
 from ..report import Report
 from ..results import Result, internal
-from ._lowrank import apply_in_chunks
 from ._network import hidden_activations, network_layout
 
 __all__ = ["WideZeroBound", "wide_zero_bound"]
+
+
+PROBE_CHUNK = 64
+"""Probe vectors per batched Hessian-vector pass (bounds the memory of one vmap)."""
+
+
+def apply_in_chunks(block, V: Tensor) -> Tensor:
+    """block(V) computed PROBE_CHUNK columns at a time (V: (N, b))."""
+    if V.shape[1] == 0:                 # rank 0: ∇²L = 0 (a core in convention A)
+        return torch.zeros_like(V)
+    return torch.cat([block(V[:, j:j + PROBE_CHUNK]) for j in range(0, V.shape[1], PROBE_CHUNK)],
+                     dim=1)
 
 
 @dataclass(frozen=True)
