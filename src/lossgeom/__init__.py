@@ -18,6 +18,8 @@ from .curvature import (
     gauss_newton,
     hessian,
     hessian_operator,
+    hessian_spectrum,
+    hessian_trace,
     hvp,
     jacobian,
     jacobian_operator,
@@ -27,7 +29,7 @@ from .curvature import (
 )
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
 from .info_loss import InfoLossReport, information_loss
-from .linalg import inertia, null_space, numerical_rank
+from .linalg import DegeneracyProfile, SpectralDensity, inertia, null_space, numerical_rank
 from .models import mlp
 from .problem import Problem
 from .reach import find_critical_point, fit_last_layer
@@ -43,9 +45,10 @@ __all__ = [
     "Problem", "mlp",
     # curvature
     "linearize", "Linearization", "jacobian", "jacobian_operator", "ntk_gram", "hessian", "hvp",
-    "hessian_operator", "gauss_newton", "residual_hessian",
+    "hessian_operator", "gauss_newton", "residual_hessian", "hessian_spectrum", "hessian_trace",
     # linear algebra with stated tolerances
-    "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
+    "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia", "SpectralDensity",
+    "DegeneracyProfile",
     # critical-point analysis
     "analyze", "Report", "Kind", "Criticality", "PerfectFit", "RankIdentity", "Certificate",
     "find_critical_point", "fit_last_layer",

@@ -1,5 +1,6 @@
 """Curvature of L(θ) = C(x(θ)): Jacobian, NTK Gram, Hessian, Gauss–Newton and residual terms."""
 
+from ._density import hessian_spectrum, hessian_trace
 from ._gauss_newton import (
     gauss_newton,
     gauss_newton_operator,
@@ -14,7 +15,8 @@ from .linearization import Linearization, Route, linearize
 
 __all__ = [
     "HvpMode", "Linearization", "Route", "gauss_newton", "gauss_newton_operator", "hessian",
-    "hessian_operator", "hvp", "jacobian", "jacobian_operator", "linearize",
+    "hessian_operator", "hessian_spectrum", "hessian_trace", "hvp", "jacobian",
+    "jacobian_operator", "linearize",
     "make_gauss_newton_product", "make_hvp", "make_hvp_block", "make_jvp", "make_residual_product",
     "make_vjp", "ntk_gram", "residual_hessian", "residual_operator",
 ]
