@@ -1,6 +1,8 @@
 """to_frame: one row per stored run, every config and report leaf a column, the stored values."""
 
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -116,3 +118,8 @@ def test_empty_and_missing_stores(tmp_path):
 
 def test_exported_from_the_sweep_package():
     assert lg.sweep.to_frame is to_frame and "to_frame" in lg.sweep.__all__
+
+
+def test_importing_the_sweep_package_does_not_load_pandas():
+    code = "import sys, lossgeom.sweep; sys.exit('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -16,6 +16,8 @@ Columns, in this order:
 Failed runs have missing report columns (``<NA>``/NaN). The JSON forms "inf", "-inf" and "nan" of
 non-finite numbers become floats again wherever the rest of the column is numeric; integer
 columns with missing entries use pandas' nullable ``Int64`` and boolean ones ``boolean``.
+
+pandas is imported when ``to_frame`` is first called, not with ``lossgeom``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..report import Report
 from .store import read_records
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["to_frame"]
 
@@ -63,6 +66,8 @@ def _is_number(v: Any) -> bool:
 
 def _column(values: pd.Series) -> pd.Series:
     """Non-finite strings back to floats in numeric columns; nullable ints and booleans."""
+    import pandas as pd
+
     present = [v for v in values if v is not None]
     if not present:
         return values
@@ -108,6 +113,8 @@ def to_frame(db_path: str | os.PathLike) -> pd.DataFrame:
         >>> float(df.loc[0, "hessian.gap"])
         inf
     """
+    import pandas as pd  # here, so that importing lossgeom does not load pandas
+
     records = read_records(db_path)
     config_rows, report_rows, extras_rows = [], [], []
     for rec in records:
