@@ -26,6 +26,7 @@ from lossgeom import pages
 from lossgeom.cli import app
 from lossgeom.linalg import numerical_rank
 from lossgeom.pages import glossary, report_page, save_page, sweep_page
+from lossgeom.pages._report_page import _llc_html
 from lossgeom.plots.report import cut_figure, degeneracy_figure
 from lossgeom.plots.spectrum import axis_floor, spectrum_figure
 from lossgeom.report import BlockSummary, HessianSummary, Report
@@ -115,7 +116,7 @@ def _undecided(report: Report) -> Report:
     h = report.hessian
     h = dataclasses.replace(h, decided=False, rank=None, reason="Krylov budget ran out",
                             inertia=dataclasses.replace(h.inertia, zero=None, decided=False))
-    return dataclasses.replace(report, jacobian=j, hessian=h,
+    return dataclasses.replace(report, jacobian=j, hessian=h, model_dtype="float32",
                                routes=["<script>alert(1)</script> & a forward-mode fallback"])
 
 
@@ -144,7 +145,8 @@ def reports():
                       method="slq")
     full = dataclasses.replace(fit, blocks=_blocks(problem, theta, fit), degeneracy=profile)
     return {"fit": fit, "saddle": lg.analyze(rp, rtheta, method="dense"),
-            "undecided": _undecided(fit), "full": full}
+            "undecided": _undecided(fit), "full": full,
+            "no_hessian": dataclasses.replace(fit, hessian=None, gauss_newton=None)}
 
 
 LLC = {"bounds": {"lower": 2.0, "upper": 10.5, "reason": "global_minimum with certified rank 4"},
@@ -160,7 +162,7 @@ def html(reports):
 
 
 # -- self-contained ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["fit", "saddle", "undecided", "full"])
+@pytest.mark.parametrize("name", ["fit", "saddle", "undecided", "full", "no_hessian"])
 def test_page_is_self_contained_and_every_image_decodes(html, name):
     text = html[name]
     page = Page(text)
@@ -174,7 +176,7 @@ def test_page_is_self_contained_and_every_image_decodes(html, name):
            and a.get("http-equiv") == "Content-Security-Policy"]
     assert csp and "default-src 'none'" in csp[0]
     images = page.images()
-    assert len(images) == {"fit": 2, "saddle": 2, "undecided": 2, "full": 4}[name]
+    assert len(images) == {"fit": 2, "saddle": 2, "undecided": 2, "full": 4, "no_hessian": 1}[name]
     for src in images:
         assert src.startswith("data:image/png;base64,")
         raw = base64.b64decode(src.split(",", 1)[1], validate=True)
@@ -243,6 +245,20 @@ def test_undecided_values_are_marked_with_their_reason(html):
     assert [a["data-undecided"] for t, a in fit.tags if "data-undecided" in a] == ["0"]
 
 
+def test_dtypes_are_shown_when_they_differ(html):
+    page = Page(html["undecided"])
+    cells = page.row("dtype")["cells"]
+    assert cells[4]["text"] == "products in float64, model float32"
+    assert cells[5]["text"] == "tolerances follow the product dtype"
+    assert Page(html["fit"]).row("dtype")["cells"][5]["text"] == ""
+
+
+def test_a_report_without_hessian_has_no_hessian_rows(html):
+    page = Page(html["no_hessian"])
+    assert not any(k.startswith("hessian") or k == "gauss_newton" for k in page.rows)
+    assert page.value("jacobian") == 4
+
+
 def test_text_from_the_report_is_escaped(html):
     page = Page(html["undecided"])
     assert not any(t == "script" for t, _ in page.tags)
@@ -280,9 +296,9 @@ def test_llc_section_reads_dicts_and_objects(reports, html):
     assert "inside the bounds" in page.row("llc.estimate")["cells"][2]["text"]
     assert "chain 2 drifted" in html["full"]
     r = reports["fit"]
-    fragment = pages._llc_html(SimpleNamespace(lower=2.0, upper=None, reason="only bounds"))
+    fragment = _llc_html(SimpleNamespace(lower=2.0, upper=None, reason="only bounds"))
     assert "only bounds" in fragment and 'data-field="llc.estimate"' not in fragment
-    outside = pages._llc_html({"lower": 2.0, "upper": 2.5, "reason": "x", "mean": 3.1, "std": 0.1})
+    outside = _llc_html({"lower": 2.0, "upper": 2.5, "reason": "x", "mean": 3.1, "std": 0.1})
     assert "outside the bounds" in outside
     with pytest.raises(TypeError, match=r"report_page\(report, llc\): llc must carry bounds"):
         report_page(r, llc={"something": 1})
