@@ -173,3 +173,28 @@ class Report(Result):
     def inertia(self) -> list:
         """Hessian inertia [positive, negative, zero] (entries None where undecided)."""
         return self.hessian.inertia.as_list() if self.hessian else [None, None, None]
+
+    def to_html(self, *, title: str | None = None, llc=None) -> str:
+        """A self-contained HTML page of this Report (``lossgeom.pages.report_page``).
+
+        The page embeds its figures and style and loads nothing: the summary table with every
+        decision's tolerance, gap and route, the spectrum and rank-cut figures, blocks, the
+        degeneracy profile and ``llc`` where present, the field glossary and the JSON.
+
+        Args:
+            title: Page heading (default: kind and N).
+            llc: Optional bounds and/or estimate of the local learning coefficient (see
+                ``report_page``).
+
+        Returns:
+            The HTML text.
+        """
+        from .pages import report_page  # the front end renders; declared in tests/test_layers.py
+
+        return report_page(self, title=title, llc=llc)
+
+    def _repr_html_(self) -> str:
+        """The same page as one ``<div>`` with scoped style, for notebooks."""
+        from .pages import report_page  # the front end renders; declared in tests/test_layers.py
+
+        return report_page(self, standalone=False)

@@ -13,6 +13,7 @@ import typer
 
 from ..analysis import analyze as analyze_point
 from ..datasets import load_data
+from ..pages import save_page
 from ..plots import save_figure
 from ..plots.spectrum import spectrum_figure
 from ..problem import Problem
@@ -22,6 +23,7 @@ from ._options import (
     Activation,
     Bias,
     Data,
+    Html,
     Json,
     Loss,
     Method,
@@ -75,6 +77,7 @@ def analyze_command(
         help="module: rank J_b and the inertia of H_bb per top-level module.")] = None,
     json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Write the Hessian spectrum figure (PNG).")] = None,
+    html: Html = None,
 ) -> None:
     """Analyze one point: rank J, Hessian inertia, manifold dimension and kind.
 
@@ -98,6 +101,9 @@ def analyze_command(
         if plot is not None:
             save_figure(spectrum_figure(report), plot)
             err.print(f"wrote {plot}")
+        if html is not None:
+            save_page(report.to_html(), html)
+            err.print(f"wrote {html}")
         if json_out:
             print_json(report.to_dict())
         else:

@@ -15,6 +15,7 @@ Example:
 
 from .api import SweepStatus, load, results, run, status
 from .backends import DaskBackend, LocalBackend
+from .frame import to_frame
 from .spec import SweepSpec, config_hash, spec_from_dict
 from .store import Store, load_arrays
 from .worker import run_one
@@ -33,4 +34,5 @@ __all__ = [
     "run_one",
     "spec_from_dict",
     "status",
+    "to_frame",
 ]
