@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from ..report import Report
@@ -34,6 +35,26 @@ def user_errors(json_out: bool = False) -> Iterator[None]:
         if json_out:
             print_json({"error": str(exc), "type": type(exc).__name__})
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool = True) -> Iterator:
+    """A callback progress(stage, done, total) drawing one Rich bar per stage on stderr.
+
+    Silent (the callback is None) when ``enabled`` is False, e.g. in ``--json`` mode.
+    """
+    if not enabled:
+        yield None
+        return
+    with Progress(console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, done, 1))
+
+        yield update
 
 
 def print_json(obj) -> None:
@@ -86,6 +107,13 @@ def report_table(report: Report, title: str = "lossgeom analyze") -> Table:
         t.add_row("dtype", f"[yellow]model {report.model_dtype}, products in {report.dtype}[/yellow]")
     for note in report.routes:
         t.add_row("route", note)
+    dg = report.degeneracy
+    if dg is not None:
+        cells = []
+        for e, c, lo, hi in zip(dg.rel_eps, dg.count_above, dg.count_low, dg.count_high,
+                                strict=True):
+            cells.append(f"{e:g}: {_fmt(c)}" + ("" if lo == hi else f" [{_fmt(lo)}, {_fmt(hi)}]"))
+        t.add_row("#{|λ| > ε·|λ|max}", "; ".join(cells) + f"  \\[{dg.method}]")
     for b in report.blocks or []:
         inertia = " / ".join(_fmt(c) for c in b.hessian.inertia) if b.hessian else "—"
         t.add_row(f"block {b.name} (N_b = {b.n_params})",

@@ -18,7 +18,7 @@ from ..plots import save_figure
 from ..plots.spectrum import spectrum_figure
 from ..problem import Problem
 from ..reach import TARGET_POINTS, reach
-from ._common import err, out, print_json, report_table, user_errors
+from ._common import err, out, print_json, progress_bars, report_table, user_errors
 from ._options import (
     Activation,
     Bias,
@@ -73,6 +73,10 @@ def analyze_command(
         help="module:factory returning the nn.Module.")] = None,
     data: Data = "cube", n: Samples = 4, seed: Seed = 0, loss: Loss = "mse",
     target: Target = None, method: Method = "auto", rtol: Rtol = None,
+    hessian: Annotated[str, typer.Option(
+        help="auto | dense | gram | krylov | profile | lanczos | none.")] = "auto",
+    max_rank: Annotated[int | None, typer.Option(
+        help="Largest Hessian rank the krylov route may certify.")] = None,
     blocks: Annotated[str | None, typer.Option(
         help="module: rank J_b and the inertia of H_bb per top-level module.")] = None,
     json_out: Json = False,
@@ -95,9 +99,11 @@ def analyze_command(
             target = target or "global_minimum"
         if target not in TARGET_POINTS:
             raise ValueError(f"--target must be one of {', '.join(TARGET_POINTS)}, got {target!r}.")
-        with err.status(f"reaching {target} and analyzing (N = {problem.n_params})"):
+        with err.status(f"reaching {target} (N = {problem.n_params})"):
             theta = reach(problem, target)
-            report = analyze_point(problem, theta, method=method, rtol=rtol, blocks=blocks)
+        with progress_bars(not json_out) as bars:
+            report = analyze_point(problem, theta, method=method, rtol=rtol, blocks=blocks,
+                                   hessian=hessian, max_rank=max_rank, progress=bars)
         if plot is not None:
             save_figure(spectrum_figure(report), plot)
             err.print(f"wrote {plot}")
