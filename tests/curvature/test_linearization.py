@@ -99,3 +99,33 @@ def test_linearize_rejects_bad_input():
         lg.linearize(problem, rtol=2.0)
     with pytest.raises(ValueError, match="theta"):
         lg.linearize(problem, torch.zeros(3, dtype=F64))
+
+
+def test_sample_block_gram_equals_j_jt_for_a_cnn():
+    """K from row blocks of J (never whole) = J Jᵀ of the dense J, for a conv net."""
+    from models import digits, lenet, one_hot
+
+    from lossgeom.curvature._jacobian import ntk_gram
+    X, y = digits(n=10, classes=4)
+    problem = lg.Problem(lenet(k=4), X, one_hot(y, 4))
+    J = lg.jacobian(problem)
+    one_row = 3 * 8 * problem.n_outputs * problem.n_params
+    K = ntk_gram(problem, work_bytes=3 * one_row)               # blocks of 3 samples
+    assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12 * float(J.abs().max()) ** 2)
+
+
+def test_cnn_perfect_fit_certified_without_holding_j():
+    """A CNN fitted exactly: rank J = n·k decided, inertia (n·k, 0, N − n·k), J not held."""
+    from models import digits, lenet, one_hot
+    X, y = digits(n=6, classes=4)
+    problem = lg.Problem(lenet(k=4), X, one_hot(y, 4))
+    theta = lg.fit_last_layer(problem)
+    m, N = problem.n_samples * problem.n_outputs, problem.n_params
+    budget = 8 * m * m + 3 * 8 * 4 * N + 1                     # K and one sample's rows; not J
+    r = lg.analyze(problem, theta, max_bytes=budget, dense_max_n=1)
+    assert r.kind == "global_minimum"
+    assert r.jacobian.rank == m and r.jacobian.decided and r.jacobian.method.startswith("gram")
+    assert r.hessian.inertia == [m, 0, N - m] and r.hessian.decided
+    assert r.hessian.certificate.kind == "gram"
+    lin = lg.linearize(problem, theta, max_bytes=budget)
+    assert lin.rank == m and lin.jacobian is None

@@ -256,10 +256,56 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
     if linear is not None:
         K = _layerwise_gram(problem, theta, linear)
         return 0.5 * (K + K.T)
-    m = problem.n_samples * problem.n_outputs
-    max_cols = max(1, work_bytes // (8 * m))
+    n, k, N = problem.n_samples, problem.n_outputs, problem.n_params
+    m, itemsize = n * k, theta.element_size()
+    per_sample = 3 * itemsize * k * N          # a row block of J plus autograd temporaries
+    if problem.per_sample and per_sample <= work_bytes:
+        return _sample_block_gram(problem, theta, max(1, work_bytes // (2 * per_sample)))
+    max_cols = max(1, work_bytes // (itemsize * m))
     K = torch.zeros(m, m, dtype=theta.dtype, device=theta.device)
     for group in _param_groups(problem, max_cols):
         Jb = jacobian_blocks(problem, theta, group, work_bytes)
         K += Jb @ Jb.T
     return 0.5 * (K + K.T)
+
+
+def _sample_block_gram(problem: Problem, theta: Tensor, chunk: int) -> Tensor:
+    """K = J Jᵀ from row blocks J_S of ``chunk`` samples each: K_ST = J_S J_Tᵀ, S ≤ T.
+
+    Two row blocks are held at a time (J is never whole); a block is recomputed once per block
+    before it, so the cost is about (number of blocks + 1)/2 evaluations of J.
+    """
+    n, k = problem.n_samples, problem.n_outputs
+    every = list(range(len(problem.param_numels)))
+    starts = list(range(0, n, chunk))
+
+    def rows(a: int) -> Tensor:
+        return _sample_rows(problem, theta, starts[a], min(n, starts[a] + chunk), every)
+
+    K = torch.zeros(n * k, n * k, dtype=theta.dtype, device=theta.device)
+    for a, s0 in enumerate(starts):
+        JS = rows(a)
+        sl = slice(s0 * k, min(n, s0 + chunk) * k)
+        K[sl, sl] = JS @ JS.T.contiguous()  # NOTE [gram product] in curvature.linearization
+        for b in range(a + 1, len(starts)):
+            JT = rows(b)
+            tl = slice(starts[b] * k, min(n, starts[b] + chunk) * k)
+            K[sl, tl] = JS @ JT.T.contiguous()
+            K[tl, sl] = K[sl, tl].T
+    return 0.5 * (K + K.T)
+
+
+def _sample_rows(problem: Problem, theta: Tensor, start: int, stop: int, indices: list[int]
+                 ) -> Tensor:
+    """Rows of J for samples start..stop−1 (all k outputs each), shape ((stop − start)·k, N)."""
+    params = problem.unflatten(theta)
+    names = [problem.param_names[i] for i in indices]
+    fixed = {nm: v for nm, v in params.items() if nm not in names}
+
+    def single(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        return problem._call({**fixed, **p}, x.unsqueeze(0))[0]
+
+    jac = vmap(jacrev(single), in_dims=(None, 0))({nm: params[nm] for nm in names},
+                                                  problem.inputs[start:stop])
+    rows = (stop - start) * problem.n_outputs
+    return torch.cat([jac[nm].reshape(rows, -1) for nm in names], dim=1)

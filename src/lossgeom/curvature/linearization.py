@@ -194,7 +194,9 @@ class Linearization:
         else:
             check_dense_budget(self.where, "NTK Gram matrix", (self.m, self.m), self.max_bytes,
                                "Use route 'lsmr' (no factorisation of J).")
-            K = ntk_gram(self.problem, self.theta, validate=False)
+            # the Gram matrix is built in blocks of J within what max_bytes leaves beside K
+            work = max(8 * self.N, self.max_bytes - 8 * self.m * self.m)
+            K = ntk_gram(self.problem, self.theta, validate=False, work_bytes=work)
         if not bool(torch.isfinite(K).all()):
             raise NonFiniteError(f"{self.where}: the Gram matrix J Jᵀ has non-finite entries.")
         return 0.5 * (K + K.T)
