@@ -32,12 +32,14 @@ CALLS = {
     "fit_last_layer": lambda p, t: lg.fit_last_layer(p, t),
     "information_loss": lambda p, t: lg.information_loss(p, t),
     "linearize": lambda p, t: lg.linearize(p, t).decision,
+    "hessian_spectrum": lambda p, t: lg.hessian_spectrum(p, t, n_probes=2, n_steps=5),
+    "hessian_trace": lambda p, t: lg.hessian_trace(p, t, n_matvec=12)[0],
 }
 # names checked elsewhere in this file (constructors, matrix-level functions, types)
 OTHER = {"Problem", "mlp", "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
          "Report", "InfoLossReport", "DenseTooLargeError", "NotCriticalError",
          "UnsafeCheckpointError", "Linearization", "Kind", "Criticality", "PerfectFit",
-         "RankIdentity", "Certificate"}
+         "RankIdentity", "Certificate", "SpectralDensity", "DegeneracyProfile"}
 SUBMODULES = {"loci", "flows", "linear", "sweep", "manifold"}
 
 

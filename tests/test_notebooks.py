@@ -73,7 +73,8 @@ def test_cnn_digits(jupyter_home, tmp_path, monkeypatch):
     assert "global_minimum | rank J = 96 of n·k = 96" in out["stdout"]
     assert "inertia (+, −, 0) = [96, 0, 146] | decided: True" in out["stdout"]
     (page,) = [h for h in out["html"] if "lossgeom-page" in h]
-    assert page.startswith('<div class="lossgeom-page">') and page.count("data:image/png;base64,") == 2
+    # spectrum, the cut of J and the (exact) degeneracy profile
+    assert page.startswith('<div class="lossgeom-page">') and page.count("data:image/png;base64,") == 3
     written = (tmp_path / "cnn_digits_report.html").read_text(encoding="utf-8")
     assert written.startswith("<!DOCTYPE html>") and "global_minimum" in written
 
