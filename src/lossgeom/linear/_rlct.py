@@ -76,10 +76,9 @@ def rlct(widths: Sequence[int], true_rank: int, *, bias: bool = False) -> float:
         raise TypeError(f"{where}: widths must be a sequence (M, H, N) of integers, got "
                         f"{type(widths).__name__}.")
     if len(widths) != 3:
-        raise ValueError(f"{where}: a closed form is implemented for one hidden linear layer only "
-                         f"(expected widths (M, H, N), got {len(widths)} widths). No closed form of "
-                         "the learning coefficient is implemented for deeper linear networks; "
-                         "estimate it with lossgeom.llc.estimate_llc.")
+        raise ValueError(f"{where}: no closed form of the learning coefficient is implemented "
+                         "beyond one hidden linear layer (expected widths (M, H, N), got "
+                         f"{len(widths)} widths). Estimate it with lossgeom.llc.estimate_llc.")
     if bias:
         raise ValueError(f"{where}: no closed form of the learning coefficient is implemented for "
                          "biased layers (expected bias=False, got True). Estimate it with "
