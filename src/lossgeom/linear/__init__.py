@@ -50,6 +50,7 @@ from ._objectives import (
     functional_problem,
     weighted_frobenius_loss,
 )
+from ._rlct import rlct
 from ._tangent import TangentSpace, tangent_space
 from ._weights import flatten_weights, unflatten_weights
 
@@ -73,4 +74,6 @@ __all__ = [
     # Hessian ranks
     "hessian_rank_formula", "hessian_rank_comparison", "HessianRankComparison",
     "HessianRankRow",
+    # learning coefficient
+    "rlct",
 ]
