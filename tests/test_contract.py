@@ -39,7 +39,8 @@ CALLS = {
 OTHER = {"Problem", "mlp", "numerical_rank", "inertia", "null_space", "RankDecision", "Inertia",
          "Report", "InfoLossReport", "DenseTooLargeError", "NotCriticalError",
          "UnsafeCheckpointError", "Linearization", "Kind", "Criticality", "PerfectFit",
-         "RankIdentity", "Certificate", "SpectralDensity", "DegeneracyProfile"}
+         "RankIdentity", "Certificate", "SpectralDensity", "DegeneracyProfile",
+         "LLCBounds", "LLCEstimate", "llc_bounds", "estimate_llc"}
 SUBMODULES = {"loci", "flows", "linear", "sweep", "manifold"}
 
 

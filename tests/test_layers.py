@@ -13,7 +13,7 @@ LAYERS = {
 }
 FOUNDATION = {"errors", "_checks", "_timing", "_moved", "tolerances", "results"}
 PROBLEM = {"models", "losses", "problem", "datasets", "problem_specs", "layers"}
-ANALYSES = {"analysis", "reach", "report", "info_loss", "loci", "manifold", "flows", "linear"}
+ANALYSES = {"analysis", "reach", "llc", "report", "info_loss", "loci", "manifold", "flows", "linear"}
 FRONTENDS = {"plots", "pages", "demo", "sweep"}
 FORBIDDEN_BELOW_FRONTENDS = {"typer", "rich", "matplotlib"}
 

@@ -327,8 +327,7 @@ def test_progress_and_to_dict(least_squares):
     d = est.to_dict()
     assert "trace" not in d and d["n_chains"] == 2 and len(d["per_chain"]) == 2
     json.dumps(d)
-    full = est.to_dict(include_trace=True)
-    assert np.array(full["trace"]).shape == (2, 20)
+    assert est.trace.shape == (2, 20)
     assert est.interval == (est.mean - est.std, est.mean + est.std)
 
 

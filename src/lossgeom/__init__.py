@@ -30,6 +30,7 @@ from .curvature import (
 from .errors import DenseTooLargeError, NotCriticalError, UnsafeCheckpointError
 from .info_loss import InfoLossReport, information_loss
 from .linalg import DegeneracyProfile, SpectralDensity, inertia, null_space, numerical_rank
+from .llc import LLCBounds, LLCEstimate, estimate_llc, llc_bounds
 from .models import mlp
 from .problem import Problem
 from .reach import find_critical_point, fit_last_layer
@@ -54,6 +55,8 @@ __all__ = [
     "find_critical_point", "fit_last_layer",
     # information loss
     "information_loss", "InfoLossReport",
+    # degeneracy beyond the Hessian: the local learning coefficient
+    "llc_bounds", "estimate_llc", "LLCBounds", "LLCEstimate",
     # submodules
     "flows", "linear", "loci", "manifold", "sweep",
     # errors

@@ -1,41 +1,4 @@
-"""The local learning coefficient λ beside the certified Hessian rank (§9).
-
-At a local minimum θ* of an analytic loss, the splitting lemma bounds the local learning
-coefficient (the real log canonical threshold of K(θ) = L(θ) − L(θ*) near θ*) by the Hessian rank
-(§9.1):
-
-    rank ∇²L(θ*) / 2  ≤  λ  ≤  N / 2,
-
-with λ = rank/2 exactly where the minimum set is locally a manifold of dimension N − rank
-("minimally singular"); λ − rank/2 is the degeneracy that no Hessian sees. ``llc_bounds`` reads
-these bounds off a certified ``Report``; ``estimate_llc`` estimates λ itself by SGLD, as devinterp
-does (and, with ``backend="devinterp"``, by devinterp's own estimator on the same problem).
-
-NOTE [empirical loss L_n]
-    Both backends sample the tempered, localised posterior
-
-        p(w) ∝ exp(−nβ L_n(w) − γ/2 ‖w − θ*‖²)
-
-    and estimate λ̂ = nβ (E[L_n(w)] − L_n(θ*)), where L_n is the per-sample *average* loss in
-    PyTorch's "mean" convention, whatever the Problem's reduction: L_n = C(x(θ), y) with
-    reduction="mean", i.e. Σ(x − y)²/(n·k) for mse (``F.mse_loss``, the criterion devinterp's
-    examples use), the mean over n·k entries for bce, and the mean over n samples for ce_prob and
-    softmax_ce (``F.cross_entropy``). For a Problem with reduction="sum", L_n is its loss times
-    ``LLCEstimate.loss_scale`` = 1/(n·k) (mse, bce) or 1/n (ce_prob, softmax_ce); with
-    reduction="mean" the two coincide. A custom loss callable is taken as L_n itself and must
-    be an average over samples. λ does not depend on the scale of L_n, but the estimate at a
-    finite nβ does: nβ·loss_scale is the effective inverse temperature.
-
-NOTE [finite temperature]
-    λ is a limit nβ → ∞; SGLD at a finite nβ measures a neighbourhood of θ*, of radius set by nβ
-    and the localisation 1/√γ. Two consequences make an estimate sit below the certified bound
-    rank/2: curvature below about 1/(nβ) (on the scale of L_n) looks flat, so such directions are
-    explored out to the localisation radius; and a more singular point within that radius pulls the
-    estimate towards its smaller coefficient. Reduced-rank regression at A = 0 with B generic shows
-    the second: the Hessian certifies rank/2 = 6 for (M, H, N) = (6, 2, 2), nβ times the smallest
-    kept eigenvalue is 15, yet the default run returns ≈ 2, the value at θ = 0, about |B| ≈ 1.4
-    away. ``llc_bounds`` reports the smallest kept eigenvalue beside the bounds; compare both.
-"""
+"""SGLD estimates of the local learning coefficient (module NOTEs in ``lossgeom.llc``)."""
 
 from __future__ import annotations
 
@@ -43,40 +6,23 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._checks import check_option, generator
-from .losses import Loss
-from .problem import Problem
-from .report import jsonable
+from .._checks import check_option, generator
+from ..losses import Loss
+from ..problem import Problem
+from ..results import Result, internal
+from ._devinterp import import_devinterp, sample_devinterp
 
 __all__ = [
-    "BACKENDS",
-    "DEFAULT_LOCALIZATION",
-    "DEFAULT_N_BURNIN",
-    "DEFAULT_N_CHAINS",
-    "DEFAULT_N_DRAWS",
-    "DEFAULT_STEP",
-    "EXPLODE_FACTOR",
-    "MAX_DRIFT",
-    "MAX_RHAT",
-    "MINIMUM_KINDS",
-    "LLCBounds",
-    "LLCEstimate",
-    "LLCSamplingWarning",
-    "default_nbeta",
-    "empirical_loss",
-    "estimate_llc",
-    "llc_bounds",
-    "split_rhat",
+    "BACKENDS", "DEFAULT_LOCALIZATION", "DEFAULT_N_BURNIN", "DEFAULT_N_CHAINS", "DEFAULT_N_DRAWS",
+    "DEFAULT_STEP", "EXPLODE_FACTOR", "MAX_DRIFT", "MAX_RHAT", "LLCEstimate",
+    "LLCSamplingWarning", "default_nbeta", "empirical_loss", "estimate_llc", "split_rhat",
 ]
-
-MINIMUM_KINDS = ("global_minimum", "strict_local_minimum", "nonstrict_local_minimum")
-"""Report kinds at which θ is a certified (local) minimum, so that λ exists and §9.1 applies."""
 
 BACKENDS = ("lossgeom", "devinterp")
 
@@ -102,132 +48,9 @@ class LLCSamplingWarning(UserWarning):
     """An SGLD run diverged or did not mix: its estimate of λ is not to be trusted as it stands."""
 
 
-# -- bounds from a certified Report -------------------------------------------------------------
-@dataclass(frozen=True)
-class LLCBounds:
-    """§9.1 bounds rank ∇²L / 2 ≤ λ ≤ N / 2 at a certified minimum, or the reason there are none.
-
-    Attributes:
-        lower: rank ∇²L(θ*) / 2, or None where the Report does not certify a minimum with a
-            decided Hessian rank.
-        upper: N / 2 (the regular value), or None exactly when ``lower`` is None.
-        reason: Why the bounds hold, or why they are withheld (saddle, noncritical point,
-            inconclusive second-order test, undecided rank).
-        kind: The Report's kind, as a string.
-        rank_hessian: rank ∇²L(θ*) as certified by the Report (None if undecided).
-        n_params: N.
-        hessian_tol: The eigenvalue tolerance that cut the rank.
-        smallest_kept_eigenvalue: The smallest |eigenvalue| counted in the rank (in the units of
-            the Report's loss), or None where the Report does not hold it; SGLD at inverse
-            temperature nβ cannot resolve curvature much below 1/(nβ) (module NOTE).
-    """
-
-    lower: float | None
-    upper: float | None
-    reason: str
-    kind: str
-    rank_hessian: int | None
-    n_params: int
-    hessian_tol: float | None
-    smallest_kept_eigenvalue: float | None
-
-    @property
-    def certified(self) -> bool:
-        """True when both bounds are given."""
-        return self.lower is not None
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict of every field (missing values null)."""
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
-
-
-_WHY_NOT = {
-    "noncritical": "θ is not critical (‖∇L‖ exceeds the criticality tolerance): λ is defined at "
-                   "a local minimum only. Move to a minimum first (find_critical_point).",
-    "strict_saddle": "θ is a saddle (the Hessian has a negative eigenvalue): K = L − L(θ*) takes "
-                     "negative values near θ*, so no local learning coefficient is defined.",
-    "strict_local_maximum": "θ is a local maximum: no local learning coefficient is defined.",
-    "degenerate": "the second-order test is inconclusive (no negative Hessian eigenvalue but some "
-                  "zero): θ is not certified as a minimum, so the §9.1 bounds do not apply.",
-}
-
-
-def _smallest_kept(h, rank: int | None) -> float | None:
-    """Smallest |λ| counted nonzero, from the full spectrum or the extreme eigenvalues."""
-    if rank is None or rank == 0:
-        return None
-    if h.spectrum is not None:
-        mags = sorted(abs(v) for v in h.spectrum)
-        return float(mags[len(mags) - rank])
-    top = list(h.top_eigenvalues)  # descending; at a minimum every kept eigenvalue is positive
-    return float(abs(top[rank - 1])) if len(top) >= rank else None
-
-
-def llc_bounds(report) -> LLCBounds:
-    """The §9.1 bounds on the local learning coefficient at a certified minimum.
-
-    At a local minimum with r = rank ∇²L(θ*), the splitting lemma writes K = Σ_{i≤r} yᵢ² + g(z)
-    with g of order ≥ 3 in the remaining N − r coordinates, so r/2 ≤ λ ≤ N/2, with λ = r/2 when
-    the minimum set is locally a manifold of dimension N − r. The bounds are given only where the
-    Report certifies a minimum (kind global_minimum, strict_local_minimum or
-    nonstrict_local_minimum) and a decided Hessian rank; otherwise both are None and ``reason``
-    says why.
-
-    Args:
-        report: A Report from ``analyze``; only ``kind``, ``n_params`` and ``hessian`` (rank,
-            decided, tol, top/bottom eigenvalues, spectrum) are read.
-
-    Returns:
-        An LLCBounds.
-
-    Raises:
-        TypeError: If ``report`` does not carry ``kind``, ``n_params`` and ``hessian``.
-
-    Example:
-        >>> import torch, lossgeom as lg
-        >>> X = torch.tensor([[1., 0.], [1., 1.], [0., 2.]], dtype=torch.float64)
-        >>> p = lg.Problem(torch.nn.Linear(2, 1, bias=False).double(), X, torch.zeros(3, 1))
-        >>> b = llc_bounds(lg.analyze(p, torch.zeros(2, dtype=torch.float64)))
-        >>> (b.lower, b.upper)      # a regular minimum: rank 2 of N = 2, so λ = N/2 = 1
-        (1.0, 1.0)
-    """
-    where = "llc_bounds(report)"
-    missing = [a for a in ("kind", "n_params", "hessian") if not hasattr(report, a)]
-    if missing:
-        raise TypeError(f"{where}: expected a Report from lossgeom.analyze (with kind, n_params "
-                        f"and hessian), got {type(report).__name__} without {', '.join(missing)}. "
-                        "Pass the result of lg.analyze(problem, theta).")
-    kind, N, h = str(report.kind), int(report.n_params), report.hessian
-    rank = None if h is None else h.rank
-    tol = None if h is None else float(h.tol)
-
-    def withheld(reason: str) -> LLCBounds:
-        return LLCBounds(None, None, reason, kind, rank if h is not None and h.decided else None,
-                         N, tol, None)
-
-    if kind not in MINIMUM_KINDS:
-        return withheld(_WHY_NOT.get(kind, f"kind {kind!r} is not a certified minimum, so the "
-                                           "§9.1 bounds do not apply."))
-    if h is None:
-        return withheld(f"{kind}, but the Report holds no Hessian summary: rank ∇²L is unknown.")
-    if not h.decided or rank is None:
-        return withheld(f"{kind}, but rank ∇²L is undecided (route {h.method}: the spectrum does "
-                        "not show a certified gap at the cut, or the route cannot count the zero "
-                        "eigenvalues): no lower bound can be certified. Rerun analyze with "
-                        "method=\"dense\" if N allows.")
-    lower, upper = rank / 2, N / 2
-    if rank == N:
-        reason = f"{kind} with a nondegenerate Hessian (rank {rank} = N): λ = N/2 = {upper:g}."
-    else:
-        reason = (f"{kind} with certified rank ∇²L = {rank} of N = {N}: rank/2 = {lower:g} ≤ λ ≤ "
-                  f"N/2 = {upper:g} (§9.1); λ = {lower:g} iff the minimum set is locally a "
-                  f"manifold of dimension {N - rank}.")
-    return LLCBounds(lower, upper, reason, kind, rank, N, tol, _smallest_kept(h, rank))
-
-
 # -- SGLD estimate --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LLCEstimate:
+class LLCEstimate(Result):
     """An SGLD estimate λ̂ = nβ (E[L_n(w)] − L_n(θ*)) of the local learning coefficient.
 
     Attributes:
@@ -270,7 +93,7 @@ class LLCEstimate:
     init_loss: float
     loss_scale: float
     per_chain: np.ndarray
-    trace: np.ndarray = field(repr=False)
+    trace: np.ndarray = internal()
     r_hat: float
     drift: float
     diverged: list[int]
@@ -282,13 +105,6 @@ class LLCEstimate:
     def interval(self) -> tuple[float, float]:
         """(mean − std, mean + std)."""
         return self.mean - self.std, self.mean + self.std
-
-    def to_dict(self, *, include_trace: bool = False) -> dict:
-        """JSON-ready dict; the (n_chains, n_draws) trace only when ``include_trace``."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "trace"}
-        if include_trace:
-            out["trace"] = self.trace
-        return jsonable(out)
 
 
 def default_nbeta(n: int) -> float:
@@ -339,7 +155,7 @@ def empirical_loss(problem: Problem) -> tuple[Loss, float]:
 
 
 def split_rhat(trace: np.ndarray) -> float:
-    """Split-R̂ (Gelman et al., BDA3 §11.4) of traces of shape (chains, draws).
+    """Split-R̂ (Gelman et al., Bayesian Data Analysis, 3rd ed., section 11.4) of traces of shape (chains, draws).
 
     Each chain is cut into halves; with m half-chains of length n, W the mean within-half
     variance and B/n the variance of the half means, R̂ = √(((n − 1)/n · W + B/n) / W).
@@ -508,7 +324,7 @@ def estimate_llc(
         raise TypeError(f"{where}: progress must be a callable (done, total) ↦ None, got "
                         f"{type(progress).__name__}.")
     if backend == "devinterp":
-        _import_devinterp(where)  # fail before any work
+        import_devinterp(where)  # fail before any work
 
     loss, scale = empirical_loss(problem)
     with torch.no_grad():
@@ -523,7 +339,7 @@ def estimate_llc(
         trace = _sample_lossgeom(problem, theta, loss, rng=rng, progress=progress, where=where,
                                  **settings)
     else:
-        trace = _sample_devinterp(problem, theta, loss, init_loss, rng=rng, progress=progress,
+        trace = sample_devinterp(problem, theta, loss, init_loss, rng=rng, progress=progress,
                                   where=where, **settings)
     seconds = time.perf_counter() - start
     return _summarise(trace, init_loss, scale, problem.n_params, backend, seconds, max_rhat,
@@ -593,116 +409,6 @@ def _sample_lossgeom(problem: Problem, theta: Tensor, loss: Loss, *, n_chains: i
 
 
 # -- the devinterp sampler -----------------------------------------------------------------------
-def _import_devinterp(where: str):
-    try:
-        from devinterp.slt.sampler import estimate_learning_coeff_with_summary
-    except ImportError:
-        raise ImportError(f"{where}: backend=\"devinterp\" needs devinterp 1.3.2, which is not "
-                          "installed. Install the extra: pip install \"lossgeom[llc]\", or use "
-                          "backend=\"lossgeom\".") from None
-    return estimate_learning_coeff_with_summary
-
-
-class _ProblemModule(nn.Module):
-    """The Problem as an nn.Module with one flat parameter θ (N,), for devinterp's sampler.
-
-    SGLD updates every coordinate alike, so one flat parameter samples exactly what the model's
-    own parameter tensors would. The Problem (and the user's model inside it) is held outside the
-    module tree: devinterp's ``model.train()`` and ``deepcopy`` never reach the user's model.
-    """
-
-    def __init__(self, problem: Problem, theta: Tensor):
-        super().__init__()
-        self.theta = nn.Parameter(theta.detach().clone())
-        self.__dict__["problem"] = problem
-        self.__dict__["rows"] = torch.func.vmap(problem.sample_output_fn, in_dims=(None, 0))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Model outputs (b, k) on a batch of inputs x (b, d…), one sample at a time."""
-        return self.rows(self.theta, x)
-
-    def full_batch(self) -> Tensor:
-        """Model outputs (n, k) on all the Problem's inputs, in one batch."""
-        return self.problem.output_fn(self.theta)
-
-    def __deepcopy__(self, memo) -> _ProblemModule:
-        return _ProblemModule(self.problem, self.theta)
-
-
-class _Batches(torch.utils.data.Dataset):
-    """(inputs, targets) with batched indexing (one gather per batch, not one per sample)."""
-
-    def __init__(self, X: Tensor, Y: Tensor):
-        self.X, self.Y = X, Y
-
-    def __len__(self) -> int:
-        return self.X.shape[0]
-
-    def __getitem__(self, i):
-        return self.X[i], self.Y[i]
-
-    def __getitems__(self, idx: list[int]) -> list[Tensor]:
-        t = torch.as_tensor(idx, device=self.X.device)
-        return [self.X[t], self.Y[t]]
-
-
-def _sample_devinterp(problem: Problem, theta: Tensor, loss: Loss, init_loss: float, *,
-                      n_chains: int, n_draws: int, n_burnin: int, step: float, nbeta: float,
-                      localization: float, batch_size: int | None, rng, progress,
-                      where: str) -> np.ndarray:
-    """Loss traces (n_chains, n_draws) from devinterp's estimator on the same L_n.
-
-    Raises:
-        RuntimeError: Any error of devinterp's other than its stop at the first NaN loss (that
-            one leaves the draws not taken as NaN, reported as a diverged chain).
-    """
-    estimate = _import_devinterp(where)
-    from devinterp.optim.sgld import SGLD
-    from devinterp.slt.callback import SamplerCallback
-
-    gen = generator(where, rng)
-    seed = None if gen is None else int(torch.randint(0, 2**62, (1,), generator=gen))
-    trace = np.full((n_chains, n_draws), math.nan)
-
-    class Recorder(SamplerCallback):
-        """Records L_n at every draw in the Problem's dtype (devinterp keeps float32)."""
-
-        def __call__(self, chain: int, draw: int, loss: Tensor, **kwargs):
-            trace[chain, draw] = float(loss)
-            if progress is not None:
-                progress(chain * n_draws + draw + 1, n_chains * n_draws)
-
-        def get_results(self) -> dict:
-            return {}
-
-    def evaluate(model: _ProblemModule, data: list[Tensor]) -> Tensor:
-        xb, yb = data
-        return loss(model.full_batch() if batch_size is None else model(xb), yb)
-
-    if batch_size is None:  # one item, the whole data set, handed over as it is
-        loader = torch.utils.data.DataLoader([(problem.inputs, problem.targets)], batch_size=1,
-                                             collate_fn=lambda b: list(b[0]))
-    else:
-        loader = torch.utils.data.DataLoader(
-            _Batches(problem.inputs, problem.targets), batch_size=batch_size, shuffle=True,
-            drop_last=True, collate_fn=lambda b: b,
-            generator=None if seed is None else torch.Generator().manual_seed(seed))
-    devices = [] if theta.device.type == "cpu" else [theta.device]
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
-        warnings.simplefilter("ignore")  # devinterp's advisory warnings (seeds, burn-in, SGLD)
-        if seed is not None:
-            torch.manual_seed(seed)
-        try:
-            estimate(
-                _ProblemModule(problem, theta), loader, callbacks=[Recorder()],
-                evaluate=evaluate, sampling_method=SGLD,
-                optimizer_kwargs=dict(lr=step, localization=localization, nbeta=nbeta),
-                num_draws=n_draws, num_chains=n_chains, num_burnin_steps=n_burnin,
-                init_loss=init_loss, seed=None, device=theta.device, verbose=False)
-        except RuntimeError as err:  # devinterp stops at the first NaN loss
-            if "NaN detected" not in str(err):
-                raise
-    return trace
 
 
 # -- diagnostics ---------------------------------------------------------------------------------
