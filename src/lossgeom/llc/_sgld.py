@@ -155,7 +155,7 @@ def empirical_loss(problem: Problem) -> tuple[Loss, float]:
 
 
 def split_rhat(trace: np.ndarray) -> float:
-    """Split-R̂ (Gelman et al., Bayesian Data Analysis, 3rd ed., section 11.4) of traces of shape (chains, draws).
+    """Split-R̂ of traces of shape (chains, draws) (Gelman et al., Bayesian Data Analysis, 11.4).
 
     Each chain is cut into halves; with m half-chains of length n, W the mean within-half
     variance and B/n the variance of the half means, R̂ = √(((n − 1)/n · W + B/n) / W).
