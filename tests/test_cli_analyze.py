@@ -76,3 +76,17 @@ def test_json_mode_errors_are_one_json_object_on_stdout():
     payload = json.loads(res.stdout)
     assert payload["type"] == "ValueError" and "widths" in payload["error"]
     assert "Traceback" not in res.output
+
+
+def test_analyze_llc_in_json_and_html(tmp_path):
+    page, fig = tmp_path / "r.html", tmp_path / "llc.png"
+    res = runner.invoke(app, ["analyze", "--widths", "3,6,1", "--no-bias", "--data", "random",
+                              "--n", "4", "--llc", "--json", "--html", str(page),
+                              "--llc-plot", str(fig)])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    bounds, est = payload["llc"]["bounds"], payload["llc"]["estimate"]
+    assert bounds["lower"] == payload["hessian"]["rank"] / 2 == 2.0            # §9.1
+    assert bounds["upper"] == payload["n_params"] / 2
+    assert est["n_chains"] == 4 and est["mean"] > 0
+    assert 'data-field="llc.lower"' in page.read_text() and fig.stat().st_size > 0

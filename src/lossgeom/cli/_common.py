@@ -120,3 +120,23 @@ def report_table(report: Report, title: str = "lossgeom analyze") -> Table:
                   f"rank J_b {b.jacobian.rank}{_flag(b.jacobian.decided)}, H_bb inertia {inertia}"
                   + (_flag(b.hessian.decided) if b.hessian else ""))
     return t
+
+
+def llc_table(bounds, estimate) -> Table:
+    """The local learning coefficient: §9.1 bounds next to the SGLD estimate and its diagnostics."""
+    t = Table(title="local learning coefficient λ (§9)", show_header=False, title_justify="left")
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    if bounds.lower is None:
+        t.add_row("bounds", f"[yellow]none: {bounds.reason}[/yellow]")
+    else:
+        t.add_row("rank ∇²L / 2 ≤ λ ≤ N / 2", f"{_fmt(bounds.lower)} ≤ λ ≤ {_fmt(bounds.upper)}")
+        t.add_row("smallest kept eigenvalue", _fmt(bounds.smallest_kept_eigenvalue))
+    mixed = "" if estimate.mixed else " [yellow](not mixed)[/yellow]"
+    t.add_row("SGLD estimate λ̂", f"{_fmt(estimate.mean)} ± {_fmt(estimate.std)}{mixed}")
+    t.add_row("chains × draws, nβ, step",
+              f"{estimate.n_chains} × {estimate.n_draws}, {_fmt(estimate.nbeta)}, "
+              f"{_fmt(estimate.step)} [{estimate.backend}]")
+    for note in estimate.warnings:
+        t.add_row("", f"[yellow]{note}[/yellow]")
+    return t

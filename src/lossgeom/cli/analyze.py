@@ -13,12 +13,15 @@ import typer
 
 from ..analysis import analyze as analyze_point
 from ..datasets import load_data
+from ..llc import estimate_llc, llc_bounds
 from ..pages import save_page
 from ..plots import save_figure
+from ..plots.llc import llc_figure
 from ..plots.spectrum import spectrum_figure
 from ..problem import Problem
 from ..reach import TARGET_POINTS, reach
-from ._common import err, out, print_json, progress_bars, report_table, user_errors
+from ..results import jsonable
+from ._common import err, llc_table, out, print_json, progress_bars, report_table, user_errors
 from ._options import (
     Activation,
     Bias,
@@ -79,6 +82,12 @@ def analyze_command(
         help="Largest Hessian rank the krylov route may certify.")] = None,
     blocks: Annotated[str | None, typer.Option(
         help="module: rank J_b and the inertia of H_bb per top-level module.")] = None,
+    llc: Annotated[bool, typer.Option(
+        "--llc", help="Add the §9.1 bounds and an SGLD estimate of the local learning "
+                      "coefficient (table, JSON, HTML; the figure with --llc-plot).")] = False,
+    llc_backend: Annotated[str, typer.Option(help="lossgeom | devinterp.")] = "lossgeom",
+    llc_plot: Annotated[Path | None, typer.Option(
+        help="Write the LLC figure: traces, the estimate's interval, rank H / 2, N / 2 (PNG).")] = None,
     json_out: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Write the Hessian spectrum figure (PNG).")] = None,
     html: Html = None,
@@ -104,13 +113,25 @@ def analyze_command(
         with progress_bars(not json_out) as bars:
             report = analyze_point(problem, theta, method=method, rtol=rtol, blocks=blocks,
                                    hessian=hessian, max_rank=max_rank, progress=bars)
+        learning = None
+        if llc or llc_plot is not None:
+            bounds = llc_bounds(report)
+            with progress_bars(not json_out) as bars:
+                estimate = estimate_llc(problem, theta, backend=llc_backend, progress=(
+                    None if bars is None else lambda done, total: bars("SGLD", done, total)))
+            learning = {"bounds": bounds, "estimate": estimate}
+            if llc_plot is not None:
+                save_figure(llc_figure(estimate, bounds), llc_plot)
+                err.print(f"wrote {llc_plot}")
         if plot is not None:
             save_figure(spectrum_figure(report), plot)
             err.print(f"wrote {plot}")
         if html is not None:
-            save_page(report.to_html(), html)
+            save_page(report.to_html(llc=learning), html)
             err.print(f"wrote {html}")
         if json_out:
-            print_json(report.to_dict())
+            print_json({**report.to_dict(), **({"llc": jsonable(learning)} if learning else {})})
         else:
             out.print(report_table(report))
+            if learning is not None:
+                out.print(llc_table(learning["bounds"], learning["estimate"]))
