@@ -8,8 +8,18 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ..demo import TREND_SEEDS, TREND_STEPS, TREND_WIDTHS, run_demo
+from ..demo import DEMO_STAGES, TREND_SEEDS, TREND_STEPS, run_demo
 from ._common import err, out, user_errors
+
+
+def _timings_table(timings: dict[str, float]) -> Table:
+    """Seconds per stage, the last row the total."""
+    t = Table(title="Time per stage", title_justify="left")
+    t.add_column("stage")
+    t.add_column("seconds", justify="right")
+    for name, seconds in timings.items():
+        t.add_row(f"[bold]{name}[/bold]" if name == "total" else name, f"{seconds:.2f}")
+    return t
 
 
 def demo_command(
@@ -20,12 +30,11 @@ def demo_command(
     """Information loss → flat basins: exact fits, dead ReLU patterns, softmax-CE, width trend.
 
     Also the adapted vs standard flows and a deep linear network; writes report.json and PNG
-    figures to --out.
+    figures to --out, and the time per stage to stderr and report.json.
     """
     with user_errors():
-        stages = 6 + 2 * len(TREND_WIDTHS)
         with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("demo", total=stages)
+            task = bar.add_task("demo", total=DEMO_STAGES)
             result = run_demo(out_dir, seeds=seeds, steps=steps,
                               progress=lambda msg: bar.update(task, advance=1, description=msg))
         t = Table(title="Exact fits (MSE unless named)", title_justify="left")
@@ -55,7 +64,7 @@ def demo_command(
             ft.add_row(f"{f['alpha']:g}", f"{f['t_end']:g}", f"{f['loss_end']:.2e}",
                        f"{f['max_deviation']:.2e}", f"{f['rank_min']}–{f['rank_max']}", f["status"])
         out.print(ft)
-        lt = Table(title="Deep linear network (2,1,2), weighted Frobenius loss (spec §4.7)",
+        lt = Table(title="Deep linear network (2,1,2), weighted Frobenius loss (§4.7)",
                    title_justify="left")
         for col in ("point", "L", "critical", "pure / spurious"):
             lt.add_column(col)
@@ -63,3 +72,4 @@ def demo_command(
             lt.add_row(name, f"{c['loss']:g}", str(c["is_critical"]), c["kind"])
         out.print(lt)
         out.print("wrote " + ", ".join(result.files))
+        err.print(_timings_table(result.timings))

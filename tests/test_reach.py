@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+
+import numpy as np
 import pytest
 import torch
 from cases import (
@@ -16,7 +21,8 @@ from oracles import reference_hessian
 
 import lossgeom as lg
 from lossgeom.analysis import criticality_tolerance, is_perfect_fit
-from lossgeom.reach import reach
+from lossgeom.curvature._jacobian import jacobian_blocks
+from lossgeom.reach import NoExactFitError, reach
 
 F64 = torch.float64
 
@@ -133,3 +139,106 @@ def test_reach_targets():
     assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
     with pytest.raises(ValueError, match="'global_minimum', 'minimum', 'as_is'"):
         reach(problem, "saddle")
+
+
+# -- the evidence of a last-layer fit (LastLayerFit) -------------------------------------------
+def _tanh_features(problem, theta):
+    """Φ = [tanh(X W₁ᵀ + b₁), 1] (n, h + 1), computed from the parameters by hand."""
+    p = problem.unflatten(theta)
+    hidden = torch.tanh(problem.inputs @ p["0.weight"].T + p["0.bias"])
+    return torch.cat([hidden, torch.ones(problem.n_samples, 1, dtype=F64)], 1)
+
+
+def _deficient(n=6, k=1, h=3, seed=60):
+    """tanh 2-h-k with biases on n > h + 1 Gaussian samples: features of rank h + 1 < n."""
+    X, Y = gaussian(n, 2, seed=seed), gaussian(n, k, seed=seed + 1)
+    return lg.Problem(lg.mlp([2, h, k], generator=gen(seed + 2)), X, Y)
+
+
+def test_fit_evidence_for_features_that_cannot_interpolate():
+    problem = _deficient()
+    theta0 = problem.theta
+    theta, fit = lg.fit_last_layer(problem, theta0, info=True)
+    assert torch.equal(theta, lg.fit_last_layer(problem, theta0))  # the plain contract is unchanged
+    phi = _tanh_features(problem, theta0)
+    assert (fit.feature_rank, fit.n_features, fit.n_samples, fit.n_rows) == (4, 4, 6, 6)
+    assert fit.feature_rank == int(torch.linalg.matrix_rank(phi)) and fit.shared_features
+    d = fit.feature_rank_decision
+    assert d.rank == 4 and d.decided and d.tol > 0
+    # the oracle: least squares on Φ by numpy leaves the residual (I − ΦΦ⁺) y
+    coef, *_ = np.linalg.lstsq(phi.numpy(), problem.targets.numpy(), rcond=None)
+    expected = float(np.abs(phi.numpy() @ coef - problem.targets.numpy()).max())
+    assert fit.residual == pytest.approx(expected, rel=1e-10)
+    assert float((problem.outputs(theta) - problem.targets).abs().max()) == pytest.approx(
+        fit.residual, rel=1e-12)
+    assert not fit.exact and fit.residual > fit.residual_tol
+    assert fit.reason.startswith("no exact fit: features of rank 4 < n = 6; residual ")
+    json.dumps(fit.to_dict())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.exact = True
+
+
+def test_exact_true_refuses_a_fit_that_is_not_exact():
+    problem = _deficient()
+    with pytest.raises(NoExactFitError) as err:
+        lg.fit_last_layer(problem, exact=True)
+    e = err.value
+    assert isinstance(e, ValueError)
+    msg = str(e)
+    assert msg.startswith("fit_last_layer(problem, theta): no exact fit: features of rank 4 < n = 6;")
+    assert f"residual {e.fit.residual:.3g}" in msg and "find_critical_point" in msg
+    assert torch.equal(e.theta, lg.fit_last_layer(problem))
+
+
+def test_fit_evidence_of_an_exact_fit():
+    X, Y = gaussian(4, 3, seed=70), gaussian(4, 1, seed=71)
+    problem = lg.Problem(lg.mlp([3, 6, 1], generator=gen(72)), X, Y)
+    theta, fit = lg.fit_last_layer(problem, exact=True, info=True)
+    assert fit.exact and fit.reason == "" and fit.feature_rank == 4 == fit.n_samples
+    assert fit.residual == float((problem.outputs(theta) - Y).abs().max()) <= fit.residual_tol
+    assert is_perfect_fit(problem, problem.outputs(theta))["holds"]
+
+
+def test_rank_deficient_features_with_consistent_labels_fit_exactly():
+    """§6.2: coinciding inputs with equal labels: rank Φ = 3 < n = 4, yet the fit is exact."""
+    X = gaussian(3, 2, seed=80)
+    X = torch.cat([X, X[2:]])                       # x₄ = x₃
+    Y = torch.tensor([[0.3], [-1.0], [0.7], [0.7]], dtype=F64)
+    problem = lg.Problem(lg.mlp([2, 5, 1], generator=gen(81)), X, Y)
+    _, fit = lg.fit_last_layer(problem, exact=True, info=True)
+    assert fit.feature_rank == 3 < fit.n_samples == 4 and fit.exact
+
+
+def test_fit_evidence_with_several_outputs():
+    """k = 2 outputs read the same features: rank Φ = 4 < n = 6, the 12 rows of A have rank 8."""
+    problem = _deficient(k=2)
+    _, fit = lg.fit_last_layer(problem, info=True)
+    assert (fit.feature_rank, fit.n_samples, fit.n_rows, fit.shared_features) == (4, 6, 12, True)
+    idx = lg.reach.output_layer_indices(problem)
+    A = jacobian_blocks(problem, problem.theta, idx)
+    assert int(torch.linalg.matrix_rank(A)) == 2 * fit.feature_rank
+    assert "features of rank 4 < n = 6" in fit.reason
+
+
+def test_reach_global_minimum_says_why_there_is_no_exact_fit():
+    """n = 12 > N = 9: no point fits, and the error leads with the output layer's evidence."""
+    problem = _deficient(n=12, h=2, seed=90)
+    with pytest.raises(lg.NotCriticalError) as err:
+        reach(problem, "global_minimum", steps=100)
+    msg = str(err.value)
+    assert msg.startswith("reach(problem, 'global_minimum'): no exact fit: features of rank 3 < "
+                          "n = 12; residual ")
+    assert "descent (100 Adam steps, Newton polish)" in msg and err.value.theta is not None
+
+
+def test_cli_analyze_prints_the_no_exact_fit_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    import lossgeom.cli.analyze as cli_analyze
+    from lossgeom.cli import app
+
+    monkeypatch.setattr(cli_analyze, "reach", functools.partial(reach, steps=100))  # fast descent
+    res = CliRunner().invoke(app, ["analyze", "--widths", "2,2,1", "--data", "random", "--n", "12"])
+    assert res.exit_code == 2
+    assert "no exact fit: features of rank 3 < n = 12" in res.stderr
+    assert "Traceback" not in res.output
