@@ -124,12 +124,6 @@ def _excluded_line(excluded: list[dict[str, Any]]) -> str:
             f"{' or '.join(reasons)} in the training targets: {', '.join(map(str, seeds))}")
 
 
-def _correlation(h: dict[str, Any]) -> str:
-    if h["pattern_dim_correlation"] is not None:
-        return _fmt(h["pattern_dim_correlation"])
-    return f"n/a: {h['pattern_dim_correlation_reason']}"
-
-
 def _report_table(records: list[dict[str, Any]], excluded: list[dict[str, Any]]) -> None:
     keys = varying_keys(records)
     rows = summarize(records, by=keys, excluded=excluded)
@@ -165,16 +159,22 @@ def _report_table(records: list[dict[str, Any]], excluded: list[dict[str, Any]])
         for key in keys:
             t2.add_column(key)
         for col in ("fits", "spread", "modal share", "patterns", "corr(freq, N-rank J)"):
-            t2.add_column(col, justify="right", overflow="fold")
+            t2.add_column(col, justify="right")
+        undefined = []
         for r in held:
             h = r["heldout"]
+            rho = h["pattern_dim_correlation"]
+            if rho is None:
+                undefined.append(f"{r['label']}: {h['pattern_dim_correlation_reason']}")
             t2.add_row(*(format_value(k, r["group"][k]) for k in keys), str(h["runs"]),
                        _fmt(h["spread"]), _fmt(h["modal_share"]), str(h["patterns"]),
-                       _correlation(h))
+                       "n/a" if rho is None else _fmt(rho))
         _out.print(t2)
         _out.print("corr(freq, N-rank J): Spearman correlation, over the held-out patterns of a "
                    "group, of a pattern's share of the fits against its mean manifold dimension "
-                   "(§6.3 Experiment 1); n/a says why it is undefined.")
+                   "(§6.3 Experiment 1).")
+        for line in undefined:
+            _out.print(f"n/a for {line}.")
 
 
 @app.command("report")
