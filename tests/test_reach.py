@@ -242,3 +242,28 @@ def test_cli_analyze_prints_the_no_exact_fit_line(monkeypatch):
     assert res.exit_code == 2
     assert "no exact fit: features of rank 3 < n = 12" in res.stderr
     assert "Traceback" not in res.output
+
+
+def test_adam_phase_is_torch_optim_adam_bit_for_bit():
+    """The flat-θ Adam of find_critical_point against torch.optim.Adam, the reference update."""
+    X, Y = gaussian(5, 3, seed=100), gaussian(5, 1, seed=101)
+    problem = lg.Problem(lg.mlp([3, 4, 1], "relu", generator=gen(102)), X, Y)
+    t = problem.theta.requires_grad_(True)
+    opt = torch.optim.Adam([t], lr=0.05)
+    for _ in range(120):
+        opt.zero_grad()
+        problem.loss_at(t).backward()
+        opt.step()
+    history = []
+    theta = lg.reach._adam(problem, problem.theta, 120, 0.05, history)
+    assert torch.equal(theta, t.detach())
+    assert history[-1]["step"] == 119 and history[0]["phase"] == "adam"
+
+
+def test_gradient_scale_dense_and_power_iteration_agree(monkeypatch):
+    problem, theta = tanh_random_point()
+    dense = lg.reach.gradient_scale(problem, theta)
+    assert dense == pytest.approx(_tol_scale(problem, theta), rel=1e-12)  # σ_max by matrix norm
+    monkeypatch.setattr(lg.reach, "DENSE_SCALE_ENTRIES", 0)
+    power = lg.reach.gradient_scale(problem, theta, iterations=200)
+    assert power == pytest.approx(dense, rel=1e-6)

@@ -33,10 +33,22 @@ POLISH = ("newton", "gauss_newton", "none")
 TARGETS = ("minimum", "any")
 
 
+DENSE_SCALE_ENTRIES = 2**20
+"""``gradient_scale`` takes σ_max(J) from a dense J up to this many entries n·k·N."""
+
+
 def gradient_scale(problem: Problem, theta: Tensor, iterations: int = 30) -> float:
-    """The criticality scale of ``analyze`` at θ, with σ_max(J) from power iteration on JᵀJ."""
+    """The criticality scale of ``analyze`` at θ.
+
+    σ_max(J) comes from the SVD of the dense J while n·k·N ≤ ``DENSE_SCALE_ENTRIES`` (exact, and
+    cheaper than the products for small nets), else from ``iterations`` power iterations on JᵀJ.
+    """
     from .curvature._jacobian import make_jvp, make_vjp
 
+    x = problem.output_fn(theta).detach()
+    if problem.n_samples * problem.n_outputs * problem.n_params <= DENSE_SCALE_ENTRIES:
+        sigma = float(torch.linalg.svdvals(jacobian(problem, theta))[0])
+        return criticality_tolerance(problem, x, sigma)[1]
     jv, vj = make_jvp(problem, theta), make_vjp(problem, theta)
     v = torch.randn(problem.n_params, generator=torch.Generator().manual_seed(0), dtype=theta.dtype)
     v = v / v.norm()
@@ -47,7 +59,6 @@ def gradient_scale(problem: Problem, theta: Tensor, iterations: int = 30) -> flo
         if norm == 0.0:
             break
         sigma, v = norm**0.5, w / norm
-    x = problem.output_fn(theta).detach()
     return criticality_tolerance(problem, x, sigma)[1]
 
 
@@ -286,6 +297,37 @@ def _gauss_newton_step(problem: Problem, theta: Tensor) -> Tensor:
     return torch.linalg.lstsq(J, dx, driver="gelsd").solution[:, 0]
 
 
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+"""PyTorch's Adam defaults, used by ``find_critical_point`` and ``train_many``."""
+
+
+def _adam(problem: Problem, theta: Tensor, steps: int, lr: float, history: list[dict]) -> Tensor:
+    """Full-batch Adam on the flat θ: ``torch.optim.Adam``'s update, operation for operation.
+
+    The update of ``torch.optim.Adam`` (CPU single-tensor path, default options) without its
+    per-step bookkeeping: m ← lerp(m, g, 1 − β₁), v ← β₂v + (1 − β₂)g², θ ← θ − lr/(1 − β₁ᵗ) ·
+    m / (√v / √(1 − β₂ᵗ) + ε). The same floating-point operations in the same order give the
+    same iterates bit for bit, at a fraction of the optimizer's per-step overhead.
+    """
+    b1, b2 = ADAM_BETAS
+    t = theta.clone().requires_grad_(True)
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    for i in range(steps):
+        loss = problem.loss_at(t)
+        (g,) = torch.autograd.grad(loss, t)
+        with torch.no_grad():
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            step = float(i + 1)
+            denom = (v.sqrt() / (1 - b2**step) ** 0.5).add_(ADAM_EPS)
+            t.addcdiv_(m, denom, value=-(lr / (1 - b1**step)))
+        if i % max(1, steps // 20) == 0 or i == steps - 1:
+            history.append({"phase": "adam", "step": i, "loss": loss.item(),
+                            "grad_norm": g.norm().item()})
+    return t.detach()
+
+
 def find_critical_point(
     problem: Problem,
     theta: Tensor | None = None,
@@ -329,17 +371,7 @@ def find_critical_point(
     history: list[dict] = []
 
     if target == "minimum" and steps > 0:
-        t = theta.clone().requires_grad_(True)
-        opt = torch.optim.Adam([t], lr=lr)
-        for i in range(steps):
-            opt.zero_grad()
-            loss = problem.loss_at(t)
-            loss.backward()
-            opt.step()
-            if i % max(1, steps // 20) == 0 or i == steps - 1:
-                history.append({"phase": "adam", "step": i, "loss": loss.item(),
-                                "grad_norm": t.grad.norm().item()})
-        theta = t.detach()
+        theta = _adam(problem, theta, steps, lr, history)
         if not math.isfinite(float(problem.loss_at(theta))):
             raise NotCriticalError(f"{where}: Adam diverged (non-finite loss); lower lr={lr}.",
                                    grad_norm=math.inf, tol=tol, theta=theta, history=history)
@@ -549,7 +581,7 @@ def train_many(problems: Problem | list[Problem], thetas: Tensor, *, steps: int 
     grads = torch.func.vmap(torch.func.grad(loss))
     theta = thetas.detach().clone().to(p0.dtype)
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
-    b1, b2, eps_ = 0.9, 0.999, 1e-8
+    (b1, b2), eps_ = ADAM_BETAS, ADAM_EPS
     for t in range(1, steps + 1):
         g = grads(theta, X, Y)
         if mask is not None:
