@@ -55,7 +55,7 @@ def test_fit_last_layer_softmax_soft_labels():
     theta = lg.fit_last_layer(problem)
     assert torch.allclose(torch.softmax(problem.outputs(theta), -1), Y, rtol=0, atol=1e-12)
     entropy = -(Y * Y.log()).sum()
-    assert float(problem.loss(theta)) == pytest.approx(float(entropy), rel=1e-12)  # spec §2.7
+    assert float(problem.loss(theta)) == pytest.approx(float(entropy), rel=1e-12)  # §2.7
 
 
 @pytest.mark.parametrize("case", [bce_fit, ce_prob_fit, softmax_onehot_random_point])

@@ -1,6 +1,7 @@
-"""The main job: the information-loss experiments of §6.3 on an embedded default, in a minute.
+"""The main job: the information-loss experiments of §6.3 on an embedded default, in seconds.
 
-Writes ``report.json`` and PNG figures to an output folder:
+Writes ``report.json`` (with the seconds per stage under "timings") and PNG figures to an output
+folder:
 
 1. exact fits of 3-4-1 tanh and ReLU nets (N = 21, ≈ "20 params / 4 data pts") on 4 points of
    {−1, 1}³: rank J, Hessian inertia, manifold dimension N − rank J;
@@ -9,7 +10,8 @@ Writes ``report.json`` and PNG figures to an output folder:
 3. softmax cross-entropy on logits at a soft-label fit (2-5-3, n = 2): rank ∇²L = rank J − n,
    the rank identity fails (§6.4);
 4. the overparameterization trend (Experiment 2a, quick mode): the fraction of exact fits with
-   rank J < n against N for tanh and ReLU (Adam 0.02, then Gauss–Newton polish);
+   rank J < n against N for tanh and ReLU (Adam 0.02, then Gauss–Newton polish), all 288 runs
+   trained as one vectorised ensemble (NOTE [trend host]);
 5. gradient flows (§2): the standard, interpolating and adapted flows from one start, in the
    linear time τ; only the adapted flow moves the outputs on the straight line x₀ → y;
 6. a deep linear network (§4.7): the weighted-Frobenius example's global minimum, bad local
@@ -126,7 +128,7 @@ def _cube_problem(width: int, activation: str, seed: int) -> Problem:
 
 
 def _dead_pattern_problem() -> Problem:
-    """Spec §6.2: ReLU 2-3-1, x₃ and x₄ switch every hidden unit off."""
+    """§6.2: ReLU 2-3-1, x₃ and x₄ switch every hidden unit off."""
     model = mlp([2, 3, 1], "relu")
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -139,7 +141,7 @@ def _dead_pattern_problem() -> Problem:
 
 
 def _softmax_problem() -> Problem:
-    """Spec §6.4: tanh 2-5-3, n = 2, soft labels (fitted exactly on the output layer)."""
+    """§6.4: tanh 2-5-3, n = 2, soft labels (fitted exactly on the output layer)."""
     model = mlp([2, 5, 3], "tanh", generator=torch.Generator().manual_seed(1))
     X = torch.tensor([[0.5, -1.0], [1.5, 0.3]], dtype=torch.float64)
     Y = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]], dtype=torch.float64)
@@ -150,7 +152,7 @@ FLOW_ALPHAS = (0.0, 0.5, 1.0)
 
 
 def run_flows() -> list:
-    """Spec §2.5: flows of a tanh 2-6-2 net on 3 Gaussian points in linear time τ.
+    """§2.5: flows of a tanh 2-6-2 net on 3 Gaussian points in linear time τ.
 
     τ ∈ [0, 0.99] for α < 1 (the field is singular at τ = 1), [0, 1] for α = 1, where the outputs
     follow the straight line to y.
@@ -164,7 +166,7 @@ def run_flows() -> list:
 
 
 def run_linear() -> dict:
-    """Spec §4.7: classify the three named points of the weighted-Frobenius example."""
+    """§4.7: classify the three named points of the weighted-Frobenius example."""
     ex = linear.weighted_frobenius_example()
     out = {}
     for name, weights in ex.points().items():

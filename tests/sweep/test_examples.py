@@ -45,7 +45,7 @@ def test_quick_protocol_specs_run(name, seed):
     assert rec["status"] == "done", rec["error"]
     rep = rec["report"]
     assert rep["perfect_fit"]["holds"] and rep["kind"] == "global_minimum"
-    # spec §6.1: at an exact MSE fit rank ∇²L = rank J
+    # §6.1: at an exact MSE fit rank ∇²L = rank J
     assert rep["hessian"]["rank"] == rep["jacobian"]["rank"]
     if name.startswith("hebbar_2b"):
         assert len(rec["extras"]["heldout_outputs"]["outputs"]) == 4
@@ -63,7 +63,7 @@ def test_linear_spec_measured_rank_equals_the_formula(tmp_path):
         formula = rec["extras"]["hessian_rank_formula"]
         assert formula["data_rank"] == 6  # n = 10 Gaussian samples in d = 6
         assert rec["report"]["hessian"]["decided"]
-        assert rec["report"]["hessian"]["rank"] == formula["total"]  # spec §5.2
+        assert rec["report"]["hessian"]["rank"] == formula["total"]  # §5.2
         records.append({**rec, "run_id": run_id})
     written = save_sweep_figures(records, tmp_path)
     assert "linear_rank.png" in {os.path.basename(p) for p in written}
@@ -78,7 +78,7 @@ def test_growth_spec_has_nk_nonzero_eigenvalues_at_fits():
         rec = run_one(cfg)
         assert rec["status"] == "done", rec["error"]
         rep = rec["report"]
-        assert rep["hessian"]["inertia"] == [3, 0, rep["n_params"] - 3]  # spec §3.6, n·k = 3
+        assert rep["hessian"]["inertia"] == [3, 0, rep["n_params"] - 3]  # §3.6, n·k = 3
         records.append(rec)
     for row in summarize(records):  # zero-eigenvalue fraction 1 − nk/N, rising with the width
         assert row["zero_fraction"] == pytest.approx(1 - 3 / row["n_params"], rel=1e-12)
@@ -107,7 +107,7 @@ def test_digits_checkpoint_spec(tmp_path):
 
 @pytest.mark.slow
 def test_quick_2a_reproduces_the_trend(tmp_path):
-    """Oracle checklist 24 (spec §7): ReLU rank-deficient fraction falls with N; tanh ≈ 0."""
+    """Oracle checklist 24 (§7): ReLU rank-deficient fraction falls with N; tanh ≈ 0."""
     st = sweep.run(os.path.join(EXAMPLES, "hebbar_2a_quick.toml"), db=tmp_path / "s.sqlite",
                    progress=False)
     assert st.remaining == 0

@@ -31,7 +31,7 @@ def test_run_one_matches_analyze_called_directly():
     assert rec["report"]["hessian"]["inertia"] == direct["hessian"]["inertia"]
     np.testing.assert_allclose(rec["report"]["hessian"]["top_eigenvalues"],
                                direct["hessian"]["top_eigenvalues"], rtol=1e-10)
-    # spec §6.1: at an exact MSE fit rank ∇²L = rank J; N = 5h + 1 = 21 for h = 4
+    # §6.1: at an exact MSE fit rank ∇²L = rank J; N = 5h + 1 = 21 for h = 4
     assert rec["report"]["n_params"] == 21
     assert rec["report"]["hessian"]["rank"] == rec["report"]["jacobian"]["rank"]
     assert set(rec["versions"]) >= {"lossgeom", "torch", "numpy", "python"}

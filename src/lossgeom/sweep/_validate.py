@@ -199,7 +199,7 @@ def cross_check(w: Where, cfg: dict[str, Any], given: dict[str, dict[str, Any]])
                    f"{want})", f"Start the widths with {d}")
     elif source == "cube" and cfg["n"] > 8:
         problem = ("data", "n", f"the cube has 8 points, n = {cfg['n']} requested",
-                   "Use n <= 8 (the spec §6.3 protocol uses n = 4)")
+                   "Use n <= 8 (the §6.3 protocol uses n = 4)")
     elif cfg.get("heldout_outputs") and source != "cube":
         problem = ("analysis", "heldout_outputs", f"held-out outputs need source \"cube\" (got "
                    f"{source!r})", "Use source = \"cube\" or drop heldout_outputs")

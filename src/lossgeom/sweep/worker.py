@@ -116,7 +116,7 @@ def _reach(problem: Problem, config: dict[str, Any]) -> torch.Tensor:
 
 
 def _heldout_outputs(problem: Problem, theta: torch.Tensor, config: dict[str, Any]) -> dict:
-    """Outputs on the cube points left out of training (spec §6.3), (8 − n, k) as lists."""
+    """Outputs on the cube points left out of training (§6.3), (8 − n, k) as lists."""
     _, _, heldout = cube_split(config["data_seed"], config["n"])
     with torch.no_grad():
         out = [problem.sample_output_fn(theta, x).tolist() for x in heldout]
@@ -124,7 +124,7 @@ def _heldout_outputs(problem: Problem, theta: torch.Tensor, config: dict[str, An
 
 
 def _hessian_rank_formula(problem: Problem, config: dict[str, Any]) -> dict:
-    """Closed-form Hessian rank of a deep linear net (spec §5) next to the data rank used.
+    """Closed-form Hessian rank of a deep linear net (§5) next to the data rank used.
 
     Raises:
         ValueError: If ``lossgeom.linear.hessian_rank_formula`` is missing, or refuses the config.
