@@ -175,6 +175,24 @@ def run_linear() -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the body with one torch intra-op thread, then restore the previous count.
+
+    NOTE [demo threads]
+        Every tensor of the demo is tiny (the trend's largest is 288 × 121): splitting its
+        operations over threads costs more than it saves, and on a loaded machine the threads'
+        barriers make the vectorised trend many times slower (measured: Adam 224 s on two
+        threads against 11 s on one, same load).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _SplitActivation(nn.Module):
     """tanh on the first ``split`` hidden units, ReLU on the rest (the trend's host network)."""
 
@@ -185,6 +203,31 @@ class _SplitActivation(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(…, 2·split) → (…, 2·split): tanh on the first half of the units, ReLU on the rest."""
         return torch.cat((torch.tanh(z[..., :self.split]), torch.relu(z[..., self.split:])), -1)
+
+
+def _host_gradient(host: Problem, units: int) -> Callable[[torch.Tensor, torch.Tensor,
+                                                            torch.Tensor], torch.Tensor]:
+    """∇L per run of the host net, batched by hand: θ (S, N), X (S, n, 3), Y (S, n, 1) → (S, N).
+
+    The host's forward written with batched matrix products over the S runs, and the gradient
+    of the summed loss Σₛ Lₛ(θₛ) by reverse mode: each run's loss depends on its own θₛ only, so
+    row s is ∇Lₛ(θₛ), the same numbers as ``vmap(grad(L))`` on the host Problem (a test compares
+    them) at less than half its per-step cost (NOTE [trend host]).
+    """
+    hidden = 2 * units
+    sizes = (3 * hidden, hidden, hidden, 1)
+
+    def gradient(theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        S = theta.shape[0]
+        theta = theta.detach().requires_grad_(True)
+        W1, b1, W2, b2 = torch.split(theta, sizes, dim=1)
+        z = torch.baddbmm(b1[:, None, :], X, W1.reshape(S, hidden, 3).transpose(1, 2))
+        a = torch.cat((torch.tanh(z[..., :units]), torch.relu(z[..., units:])), -1)
+        out = torch.baddbmm(b2[:, None, :], a, W2.reshape(S, 1, hidden).transpose(1, 2))
+        loss = host.loss_fn(out.reshape(-1, 1), Y.reshape(-1, 1))
+        return torch.autograd.grad(loss, theta)[0]
+
+    return gradient
 
 
 @dataclass(frozen=True)
@@ -222,8 +265,10 @@ def _trend_runs(widths, seeds: int, steps: int, timings: dict[str, float] | None
         (``frozen``) through Adam and the Gauss–Newton polish. Such a unit outputs 0
         (tanh 0 = ReLU 0 = 0) and contributes W₂ⱼ·σ(zⱼ) = 0, so the host computes the 3-h-1 net,
         its gradient and its Jacobian on the run's coordinates exactly (up to the order of
-        floating-point sums). One vmapped step then serves all 2·|widths|·seeds runs, where a
-        vmap per cell pays PyTorch's per-step dispatch overhead once per cell.
+        floating-point sums). One batched step then serves all 2·|widths|·seeds runs, where a
+        vmap per cell pays PyTorch's per-step dispatch overhead once per cell; the Adam phase
+        takes its gradient from ``_host_gradient`` (batched matrix products, one reverse pass),
+        which gives the numbers of ``vmap(grad)`` at less than half the cost per step.
     """
     timings = {} if timings is None else timings
     say = progress or (lambda _msg: None)
@@ -248,7 +293,8 @@ def _trend_runs(widths, seeds: int, steps: int, timings: dict[str, float] | None
         start[i, run.index] = run.theta
         frozen[i, run.index] = False
     with stage(timings, "trend: Adam"):
-        trained = train_many(host, start, steps=steps, inputs=X, targets=Y, frozen=frozen)
+        trained = train_many(host, start, steps=steps, inputs=X, targets=Y, frozen=frozen,
+                             gradient=_host_gradient(host, units))
     say(f"trend: Adam, {len(runs)} runs")
     with stage(timings, "trend: Gauss–Newton polish"):
         polished, residual = polish_many(host, trained, inputs=X, targets=Y, tol=POLISH_TOL,
@@ -288,7 +334,8 @@ def run_trend(widths=TREND_WIDTHS, seeds: int = TREND_SEEDS, steps: int = TREND_
     Returns:
         One TrendCell per (activation, width), tanh first.
     """
-    runs = _trend_runs(tuple(widths), seeds, steps, timings, progress)
+    with _one_thread():  # NOTE [demo threads]
+        runs = _trend_runs(tuple(widths), seeds, steps, timings, progress)
     cells = []
     for activation in ("tanh", "relu"):
         for h in widths:
@@ -318,24 +365,6 @@ def trend_figure(cells: list[TrendCell]) -> Figure:
     ax.set_title("Information loss: rank-deficient solutions vs width")
     ax.legend()
     return fig
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run the body with one torch intra-op thread, then restore the previous count.
-
-    NOTE [demo threads]
-        Every tensor of the demo is tiny (the trend's largest is 288 × 121): splitting its
-        operations over threads costs more than it saves, and on a loaded machine the threads'
-        barriers make the vectorised trend many times slower (measured: Adam 224 s on two
-        threads against 11 s on one, same load).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_demo(out_dir: str | os.PathLike = "demo-output", *, seeds: int = TREND_SEEDS,

@@ -8,6 +8,7 @@ one vectorised call per step (``torch.func.vmap``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -535,7 +536,8 @@ def _frozen_mask(where: str, frozen: Tensor | None, S: int, N: int) -> Tensor | 
 
 def train_many(problems: Problem | list[Problem], thetas: Tensor, *, steps: int = 4000,
                lr: float = 0.02, inputs: Tensor | None = None, targets: Tensor | None = None,
-               frozen: Tensor | None = None) -> Tensor:
+               frozen: Tensor | None = None,
+               gradient: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Full-batch Adam on S runs of one architecture at once (one ``vmap`` of the gradient).
 
     The runs are S problems sharing model structure, loss and data shapes (each with its own
@@ -553,6 +555,10 @@ def train_many(problems: Problem | list[Problem], thetas: Tensor, *, steps: int 
         inputs: With one problem: the runs' inputs (S, n, d…); default the problem's own.
         targets: With one problem: the runs' targets (S, n, k); default the problem's own.
         frozen: Optional boolean mask (S, N) or (N,) of coordinates held fixed.
+        gradient: Optional batched gradient (θ (S, N), X (S, n, d…), Y (S, n, k)) → ∇L per run
+            (S, N), used instead of ``vmap(grad(L))``: a hand-batched forward of a known
+            architecture skips the per-operation cost of the vmap transform. It must equal the
+            vmapped gradient (the caller's test).
 
     Returns:
         Trained parameters, shape (S, N).
@@ -578,7 +584,7 @@ def train_many(problems: Problem | list[Problem], thetas: Tensor, *, steps: int 
     def loss(theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
         return p0.loss_fn(p0._call(p0.unflatten(theta), x), y)
 
-    grads = torch.func.vmap(torch.func.grad(loss))
+    grads = torch.func.vmap(torch.func.grad(loss)) if gradient is None else gradient
     theta = thetas.detach().clone().to(p0.dtype)
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
     (b1, b2), eps_ = ADAM_BETAS, ADAM_EPS
