@@ -16,8 +16,8 @@ from strategies import random_orthogonal
 import lossgeom as lg
 from lossgeom.curvature._hessian import make_hvp_block
 from lossgeom.linalg.krylov import OUTSIDE_BOUND_FACTOR, LowRankSpectrum, low_rank_spectrum
-from lossgeom.linalg.tolerances import MIN_GAP
 from lossgeom.loci import core_point, locate, star_point
+from lossgeom.tolerances import MIN_GAP
 
 F64 = torch.float64
 SPEC_RTOL = 1e-9  # §1.4: sign counts at 1e-9·max|λ| for float64 autograd Hessians

@@ -49,3 +49,53 @@ def crash_in_worker(config):
             open(marker, "w").close()
             os._exit(3)
     return run_one(config)
+
+
+class Unexpected(BaseException):
+    """An exception outside the ``Exception`` hierarchy, as a misbehaving library might raise."""
+
+
+def raise_in_analysis(config):
+    """Run ``run_one`` with an analysis that raises for seeds 1, 2 and 3 (three kinds of error).
+
+    Seed 1: RuntimeError; seed 2: SystemExit; seed 3: a BaseException subclass. The patch is
+    applied inside the worker process, so it works under spawn and Dask alike.
+    """
+    import lossgeom.sweep.worker as worker
+
+    errors = {1: RuntimeError("unexpected: boom"), 2: SystemExit("analysis called exit()"),
+              3: Unexpected("not an Exception")}
+    real = worker.analyze
+
+    def analyze(problem, theta, **kw):
+        if config["seed"] in errors:
+            raise errors[config["seed"]]
+        return real(problem, theta, **kw)
+
+    worker.analyze = analyze
+    try:
+        return run_one(config)
+    finally:
+        worker.analyze = real
+
+
+def kill_worker_mid_run(config):
+    """SIGKILL the worker process half-way through the runs of seed 1 (always) and seed 2 (once).
+
+    The problem is built and descent has started before the kill; seed 2 leaves a marker file
+    (path in $LOSSGEOM_TEST_CRASH_MARKER) on its first attempt, so its retry finishes.
+    """
+    import signal
+
+    from lossgeom.problem_specs import problem_from_config
+
+    if config["seed"] in (1, 2):
+        problem = problem_from_config({k: config[k] for k in ("widths", "activation", "source",
+                                                              "n", "data_seed", "seed")})
+        problem.grad()  # work in progress when the process dies
+        marker = os.environ[MARKER_ENV]
+        if config["seed"] == 1 or not os.path.exists(marker):
+            if config["seed"] == 2:
+                open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return run_one(config)

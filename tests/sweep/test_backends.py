@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -145,3 +146,34 @@ def test_yes_allows_more_runs_than_max_runs(tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "sweep.sqlite")
     st = sweep.run(path, yes=True, progress=False)
     assert (st.ran, st.done, st.db) == (3, 3, str(tmp_path / "sweep.sqlite"))
+
+
+def test_sweep_on_a_jobqueue_cluster(tmp_path):
+    """The documented SLURM/PBS route: a dask-jobqueue cluster, `--backend dask --scheduler ADDR`.
+
+    dask-jobqueue's LocalCluster submits its job scripts to local processes instead of a batch
+    system; everything else (job script, `dask worker` processes, scheduler address) is the route
+    a SLURMCluster or PBSCluster takes.
+    """
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue.local import LocalCluster as JobCluster
+    from typer.testing import CliRunner
+
+    from lossgeom.cli.sweep import app
+
+    path = write_spec(tmp_path, TINY)
+    with JobCluster(cores=1, processes=1, memory="2GiB", walltime="00:10:00",
+                    silence_logs="error") as cluster:
+        cluster.scale(jobs=2)
+        assert "dask_worker" in cluster.job_script() or "dask-worker" in cluster.job_script()
+        res = CliRunner().invoke(app, ["run", path, "--backend", "dask", "--scheduler",
+                                       cluster.scheduler_address, "--json"])
+        assert res.exit_code == 0, res.output
+    st = json.loads(res.stdout)
+    assert (st["ran"], st["done"], st["failed"], st["remaining"]) == (4, 4, 0, 0)
+    records = read_records(tmp_path / "sweep.sqlite")
+    assert all(r["worker"].split(":")[-1] != str(os.getpid()) for r in records)  # in the jobs
+    local = {r["run_id"]: _geometry(r) for r in (run_one(c) | {"run_id": i} for c, i in
+                                                 zip(sweep.load(path).configs(),
+                                                     sweep.load(path).run_ids(), strict=True))}
+    assert {r["run_id"]: _geometry(r) for r in records} == local

@@ -118,3 +118,14 @@ def test_the_name_run_is_the_function():
 
     assert callable(sweep.run) and sweep.run.__module__ == "lossgeom.sweep.api"
     assert again is run_one
+
+
+def test_no_exact_fit_is_stored_with_its_reason():
+    """target = "global_minimum" where no point fits (n = 12 > N = 9): the failure says why."""
+    cfg = sweep.spec_from_dict({"model": {"widths": [2, 2, 1]},
+                                "data": {"source": "random", "n": 12},
+                                "analysis": {"steps": 100}}).configs()[0]
+    rec = run_one(cfg)
+    assert rec["status"] == "failed" and rec["report"] is None
+    assert rec["error"].startswith("NotCriticalError: reach(problem, 'global_minimum'): no exact "
+                                   "fit: features of rank 3 < n = 12; residual ")

@@ -8,10 +8,20 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ..demo import TREND_SEEDS, TREND_STEPS, TREND_WIDTHS, run_demo
+from ..demo import DEMO_STAGES, TREND_SEEDS, TREND_STEPS, run_demo
 from ._common import err, out, user_errors
 
 __all__ = ["demo_command"]
+
+
+def _timings_table(timings: dict[str, float]) -> Table:
+    """Seconds per stage, the last row the total."""
+    t = Table(title="Time per stage", title_justify="left")
+    t.add_column("stage")
+    t.add_column("seconds", justify="right")
+    for name, seconds in timings.items():
+        t.add_row(f"[bold]{name}[/bold]" if name == "total" else name, f"{seconds:.2f}")
+    return t
 
 
 def demo_command(
@@ -22,12 +32,11 @@ def demo_command(
     """Information loss → flat basins: exact fits, dead ReLU patterns, softmax-CE, width trend.
 
     Also the adapted vs standard flows and a deep linear network; writes report.json and PNG
-    figures to --out.
+    figures to --out, and the time per stage to stderr and report.json.
     """
     with user_errors():
-        stages = 6 + 2 * len(TREND_WIDTHS)
         with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("demo", total=stages)
+            task = bar.add_task("demo", total=DEMO_STAGES)
             result = run_demo(out_dir, seeds=seeds, steps=steps,
                               progress=lambda msg: bar.update(task, advance=1, description=msg))
         t = Table(title="Exact fits (MSE unless named)", title_justify="left")
@@ -65,3 +74,4 @@ def demo_command(
             lt.add_row(name, f"{c['loss']:g}", str(c["is_critical"]), c["kind"])
         out.print(lt)
         out.print("wrote " + ", ".join(result.files))
+        err.print(_timings_table(result.timings))

@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from .. import sweep as _sweep
+from ..sweep.store import read_excluded
 from ..sweep.summary import format_value, summarize, varying_keys
 from ._common import err as _err
 from ._common import out as _out
@@ -97,7 +98,9 @@ def run_command(
     if as_json:
         typer.echo(json.dumps(st.to_dict()))
         return
-    _err.print(f"ran {st.ran}, skipped {st.skipped} already stored")
+    _err.print(f"ran {st.ran}, skipped {st.skipped} already stored"
+               + (f", left out {st.excluded} with constant labels (data seeds "
+                  f"{', '.join(map(str, st.excluded_data_seeds))})" if st.excluded else ""))
     _status_tables(st)
 
 
@@ -115,27 +118,39 @@ def status_command(
     _status_tables(st)
 
 
-def _report_table(records: list[dict[str, Any]]) -> None:
+def _excluded_line(excluded: list[dict[str, Any]]) -> str:
+    """One line on the runs a spec's filter left out, with their data seeds."""
+    seeds = sorted({e["config"]["data_seed"] for e in excluded})
+    reasons = sorted({e["reason"] for e in excluded})
+    return (f"skipped {len(seeds)} data seed{'s' * (len(seeds) != 1)} ({len(excluded)} runs) with "
+            f"{' or '.join(reasons)} in the training targets: {', '.join(map(str, seeds))}")
+
+
+def _report_table(records: list[dict[str, Any]], excluded: list[dict[str, Any]]) -> None:
     keys = varying_keys(records)
-    rows = summarize(records, by=keys)
+    rows = summarize(records, by=keys, excluded=excluded)
     table = Table(title=f"{len(records)} runs grouped by {', '.join(keys) or 'nothing'}")
     for key in keys:
         width = max([len(key)] + [len(format_value(key, r["group"][key])) for r in rows])
         table.add_column(key, no_wrap=True, min_width=width)
-    for col in ("N", "runs", "fail", "fits", "rank J/nk", "deficient", "zero/N", "inertia",
-                "kinds"):
+    columns = ("N", "runs", "fail") + (("skip",) if excluded else ()) + (
+        "fits", "rank J/nk", "deficient", "zero/N", "inertia", "kinds")
+    for col in columns:
         table.add_column(col, justify="left" if col == "kinds" else "right")
     for row in rows:
         frac = row["rank_deficient_fraction"]
         table.add_row(
             *(format_value(k, row["group"][k]) for k in keys), _fmt(row["n_params"]),
             str(row["runs"]), f"[red]{row['failed']}[/]" if row["failed"] else "0",
+            *((str(row["skipped_seeds"]),) if excluded else ()),
             str(row["fitted"]), _fmt(row["rank_j_ratio"]),
             "-" if frac is None else f"{row['rank_deficient']}/{row['fitted']}",
             _fmt(row["zero_fraction"]),
             "-" if row["inertia_mode"] is None else "/".join(map(str, row["inertia_mode"])),
             " ".join(f"{_KIND_SHORT.get(k, k)}:{v}" for k, v in sorted(row["kinds"].items())))
     _out.print(table)
+    if excluded:
+        _out.print(_excluded_line(excluded) + " (skip: per group; left out of every count).")
     _out.print("fits: exact fits (perfect_fit); deficient: fits with rank J < min(n·k, N); "
                "zero/N: zero Hessian eigenvalues over N; inertia: the most common "
                "positive/negative/zero; kinds: " + ", ".join(f"{v} = {k}"
@@ -147,12 +162,21 @@ def _report_table(records: list[dict[str, Any]]) -> None:
             t2.add_column(key)
         for col in ("fits", "spread", "modal share", "patterns", "corr(freq, N-rank J)"):
             t2.add_column(col, justify="right")
+        undefined = []
         for r in held:
             h = r["heldout"]
+            rho = h["pattern_dim_correlation"]
+            if rho is None:
+                undefined.append(f"{r['label']}: {h['pattern_dim_correlation_reason']}")
             t2.add_row(*(format_value(k, r["group"][k]) for k in keys), str(h["runs"]),
                        _fmt(h["spread"]), _fmt(h["modal_share"]), str(h["patterns"]),
-                       _fmt(h["pattern_dim_correlation"]))
+                       "n/a" if rho is None else _fmt(rho))
         _out.print(t2)
+        _out.print("corr(freq, N-rank J): Spearman correlation, over the held-out patterns of a "
+                   "group, of a pattern's share of the fits against its mean manifold dimension "
+                   "(§6.3 Experiment 1).")
+        for line in undefined:
+            _out.print(f"n/a for {line}.")
 
 
 @app.command("report")
@@ -164,6 +188,7 @@ def report_command(
     """Tables grouped by the axes that vary, or every run as JSON; figures with --plot."""
     with user_errors():
         records = _sweep.results(db)
+        excluded = read_excluded(db)
     if plot is not None:
         from ..plots.sweep import save_sweep_figures
 
@@ -173,4 +198,4 @@ def report_command(
         keys = ("run_id", "config", "status", "report", "error", "extras")
         typer.echo(json.dumps([{k: r[k] for k in keys} for r in records]))
         return
-    _report_table(records)
+    _report_table(records, excluded)

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis import Method
-from ..datasets import SOURCES
+from ..datasets import SOURCES, load_data
 from ..losses import LOSS_NAMES, REDUCTIONS
 from ..models import ACTIVATIONS
 from ..reach import POLISH, TARGET_POINTS
 
-__all__ = ["AXIS_KEYS", "DEFAULTS", "DEFAULT_MAX_RUNS", "EXTRAS", "SECTIONS", "Where",
-           "axis_values", "check_tables", "cross_check", "parse_head"]
+__all__ = ["AXIS_KEYS", "DEFAULTS", "DEFAULT_MAX_RUNS", "EXTRAS", "FILTERS", "SECTIONS", "Where",
+           "axis_values", "check_tables", "constant_labels", "cross_check", "parse_filters",
+           "parse_head"]
 
 DEFAULT_MAX_RUNS = 1000
 """A spec expanding to more runs than ``[sweep] max_runs`` (default this) needs ``yes=True``."""
@@ -33,6 +34,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                  "hessian_rank_formula"),
 }
 """The keys each table accepts."""
+
+FILTERS: dict[str, tuple[str, ...]] = {"data": ("skip_constant_labels",)}
+"""Keys that leave runs out of the expansion instead of being grid axes (never in a config).
+
+``skip_constant_labels = true`` drops the runs whose training targets are all equal (on the
+§6.3 cube, 2 of the 16 label draws for n = 4): any net fits them with its output bias alone,
+and their rank J says nothing about the trend. The spec records them as ``excluded``."""
 
 AXIS_KEYS = tuple(k for s in ("model", "data", "analysis") for k in SECTIONS[s])
 """Keys that may be grid axes, in expansion order (seeds vary fastest, after all of them)."""
@@ -79,7 +87,7 @@ def _line_of(text: str | None, section: str, key: str | None = None) -> int | No
 
 @dataclass(frozen=True)
 class Where:
-    """Error context: the theory's name and its TOML text (for line numbers)."""
+    """Error context: the spec's name and its TOML text (for line numbers)."""
 
     label: str
     text: str | None
@@ -148,7 +156,7 @@ def _check_value(w: Where, section: str, key: str, v: Any) -> Any:
             out = _path(w, v)
             if not os.path.isfile(out):
                 problem = (f"no checkpoint at {out!r}", "Create the checkpoints first (paths "
-                           "are relative to the theory's folder)")
+                           "are relative to the spec's folder)")
     elif not isinstance(v, bool):  # the remaining keys are the boolean EXTRAS
         problem = (f"{key} must be true or false, got {v!r}", f"Set {key} = true")
     if problem is not None:
@@ -224,11 +232,44 @@ def check_tables(w: Where, data: dict[str, Any]) -> None:
         if not isinstance(body, dict):
             raise ValueError(f"{w.label}: {section!r} must be a table [{section}], got "
                              f"{type(body).__name__}. Write it as [{section}] with keys below.")
-        unknown = sorted(set(body) - set(SECTIONS[section]))
+        allowed = SECTIONS[section] + FILTERS.get(section, ())
+        unknown = sorted(set(body) - set(allowed))
         if unknown:
             raise ValueError(w.msg(section, unknown[0], f"unknown key {unknown[0]!r} (allowed "
-                                   f"in [{section}]: {', '.join(SECTIONS[section])})",
+                                   f"in [{section}]: {', '.join(allowed)})",
                                    "Fix its spelling or move it to the right table"))
+
+
+def parse_filters(w: Where, given: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """The filter keys of ``FILTERS`` (removed from ``given``), each True or False.
+
+    Raises:
+        ValueError: For a filter value that is not true or false.
+    """
+    out = {}
+    for section, keys in FILTERS.items():
+        for key in keys:
+            value = given[section].pop(key, False)
+            if not isinstance(value, bool):
+                raise ValueError(w.msg(section, key, f"{key} must be true or false, got {value!r}",
+                                       f"Set {key} = true"))
+            out[key] = value
+    return out
+
+
+def constant_labels(cfg: dict[str, Any], cache: dict[tuple, bool]) -> bool:
+    """True when the training targets of a config are all equal (rows of Y identical).
+
+    The data are loaded as the run will load them (source, n, data_seed, widths); ``cache``
+    keeps one answer per distinct data draw.
+    """
+    widths = cfg["widths"]
+    key = (cfg["source"], cfg["n"], cfg["data_seed"], widths[0], widths[-1])
+    if key not in cache:
+        _, Y = load_data(cfg["source"], cfg["n"], d=widths[0], k=widths[-1], seed=cfg["data_seed"])
+        Y = Y.reshape(Y.shape[0], -1)
+        cache[key] = bool((Y == Y[:1]).all())
+    return cache[key]
 
 
 def parse_head(w: Where, head: dict[str, Any], path: str | None

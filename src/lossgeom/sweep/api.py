@@ -10,7 +10,7 @@ from .._checks import check_option
 from ..report import jsonable
 from .backends import BACKENDS, make_backend
 from .spec import SweepSpec, load, spec_from_dict
-from .store import Store, read_plan, read_records, read_statuses
+from .store import Store, read_excluded, read_plan, read_records, read_statuses
 from .worker import drive
 
 __all__ = ["SweepStatus", "load", "results", "run", "status"]
@@ -30,6 +30,9 @@ class SweepStatus:
         failures: [{run_id, error, config}] of the failed runs.
         ran: Runs executed by this ``run`` call (0 for ``status``).
         skipped: Runs of the spec skipped because they were already stored (``run`` only).
+        excluded: Runs the last spec's filters left out (``[data] skip_constant_labels``);
+            never planned, never run.
+        excluded_data_seeds: Their distinct data seeds, sorted.
     """
 
     db: str
@@ -41,6 +44,8 @@ class SweepStatus:
     failures: list[dict[str, Any]] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
+    excluded: int = 0
+    excluded_data_seeds: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
@@ -65,9 +70,12 @@ def status(db: str | os.PathLike) -> SweepStatus:
     stored = {r["run_id"] for r in records}
     failures = [{"run_id": r["run_id"], "error": r["error"], "config": r["config"]}
                 for r in records if r["status"] == "failed"]
+    excluded = read_excluded(db)
     return SweepStatus(db=db, name=meta.get("name", ""), planned=len(set(planned) | stored),
                        done=sum(r["status"] == "done" for r in records), failed=len(failures),
-                       remaining=len(set(planned) - stored), failures=failures)
+                       remaining=len(set(planned) - stored), failures=failures,
+                       excluded=len(excluded),
+                       excluded_data_seeds=sorted({e["config"]["data_seed"] for e in excluded}))
 
 
 def results(db: str | os.PathLike) -> list[dict[str, Any]]:
@@ -156,7 +164,7 @@ def run(spec_or_path: SweepSpec | dict | str | os.PathLike, *, backend: str = "l
     be = make_backend(backend, scheduler=scheduler, workers=workers) if pending else None
     try:
         with Store(db) as store:
-            store.plan(configs, ids, name=spec.name)
+            store.plan(configs, ids, name=spec.name, excluded=spec.excluded)
             if be is not None:
                 drive(pending, be, store, progress=progress, label=spec.name)
     finally:

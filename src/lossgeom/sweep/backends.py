@@ -11,7 +11,8 @@ NOTE [worker death]
     kills its worker again is stored as failed with that reason, and the innocent ones finish
     normally. Dask retries tasks of lost workers itself; the cluster this backend starts allows
     one retry (``distributed.scheduler.allowed-failures = 1``), after which the run is stored as
-    failed with the scheduler's reason (``KilledWorker``).
+    failed with the scheduler's reason (``KilledWorker``). The record's ``attempts`` counts the
+    worker deaths the scheduler saw for the run, plus one when it finished.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .spec import config_hash
-from .worker import failed_record, run_one
+from .worker import error_text, failed_record, run_one
 
 __all__ = ["BACKENDS", "DaskBackend", "LocalBackend", "default_workers", "make_backend"]
 
@@ -89,6 +90,9 @@ class LocalBackend:
 
         Yields:
             Records of the runs that finished, in completion order.
+
+        Raises:
+            KeyboardInterrupt: Passed on (every other error of a run is a failed record).
         """
         size = min(self.workers, len(queue))
         pool = self._pool(size)
@@ -113,8 +117,10 @@ class LocalBackend:
                             suspects.append(cfg)
                             broken = True
                             continue
-                        except Exception as err:  # the result could not come back (pickling)
-                            rec = failed_record(cfg, f"{type(err).__name__}: {err}")
+                        except KeyboardInterrupt:
+                            raise
+                        except BaseException as err:  # NOTE [failed runs]; or pickling
+                            rec = failed_record(cfg, error_text(err))
                         yield rec
                 if broken:  # every run still in flight was lost with the pool
                     suspects.extend(in_flight.values())
@@ -127,6 +133,9 @@ class LocalBackend:
         """Second attempt of a run whose worker died, alone in a one-process pool.
 
         Returns the record and the pool if it survived (None if this run killed it too).
+
+        Raises:
+            KeyboardInterrupt: Passed on (every other error of a run is a failed record).
         """
         start = time.perf_counter()
         pool = pool or self._pool(1)
@@ -138,8 +147,10 @@ class LocalBackend:
                 cfg, "WorkerDied: the worker process running this config died twice (first "
                 "attempt and one retry alone); the run may exhaust memory or crash the "
                 "interpreter.", seconds=time.perf_counter() - start, attempts=2), None
-        except Exception as err:  # the result could not come back (pickling)
-            rec = failed_record(cfg, f"{type(err).__name__}: {err}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # NOTE [failed runs]; or the result could not come back
+            rec = failed_record(cfg, error_text(err))
         rec["attempts"] = 2
         return rec, pool
 
@@ -194,6 +205,12 @@ def _dask_task(fn: RunFn, config: dict[str, Any], coordinator_pid: int) -> dict[
 
             torch.set_num_threads(1)
         return fn(config)
+
+
+def _suspicious(key: str, dask_scheduler: Any = None) -> int | None:
+    """On the scheduler: the number of workers that died while running task ``key``."""
+    ts = dask_scheduler.tasks.get(key)
+    return None if ts is None else int(ts.suspicious)
 
 
 class DaskBackend:
@@ -257,6 +274,9 @@ class DaskBackend:
 
         Yields:
             Records, in completion order.
+
+        Raises:
+            KeyboardInterrupt: Passed on (every other error of a run is a failed record).
         """
         from distributed import as_completed
 
@@ -268,16 +288,30 @@ class DaskBackend:
         start = time.perf_counter()
         try:
             for fut in as_completed(futures):
+                deaths = self._worker_deaths(fut.key)
                 try:
-                    yield fut.result()
-                except Exception as err:  # KilledWorker, CancelledError, lost connection
+                    rec = fut.result()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as err:  # KilledWorker, lost connection, NOTE [failed runs]
                     killed = type(err).__name__ == "KilledWorker"
-                    yield failed_record(futures[fut], f"{type(err).__name__}: {err}",
+                    yield failed_record(futures[fut], error_text(err),
                                         seconds=time.perf_counter() - start,
-                                        attempts=2 if killed else 1)
+                                        attempts=(deaths or 2) if killed else 1 + (deaths or 0))
+                    continue
+                if deaths:  # NOTE [worker death]: the run finished on its retry
+                    rec = {**rec, "attempts": rec.get("attempts", 1) + deaths}
+                yield rec
         finally:
             for fut in futures:
                 fut.release()
+
+    def _worker_deaths(self, key: str) -> int | None:
+        """How many workers died while running task ``key`` (the scheduler's count), if known."""
+        try:
+            return self.client.run_on_scheduler(_suspicious, key=key)
+        except Exception:  # a scheduler that refuses run_on_scheduler: attempts stay unknown
+            return None
 
     def close(self) -> None:
         """Close the client and the LocalCluster this backend started (not a given client)."""

@@ -6,7 +6,7 @@ single list is one architecture)::
     [sweep]                      name, seeds (a list, or a count n: 0..n−1), max_runs,
                                  description
     [model]                      widths, activation, bias
-    [data]                       source, n, data_seed
+    [data]                       source, n, data_seed, skip_constant_labels (a filter)
     [analysis]                   target, loss, reduction, method, rtol, steps, lr, polish,
                                  checkpoint, information_loss, heldout_outputs, spectrum,
                                  hessian_rank_formula
@@ -42,7 +42,9 @@ from ._validate import (
     Where,
     axis_values,
     check_tables,
+    constant_labels,
     cross_check,
+    parse_filters,
     parse_head,
 )
 
@@ -89,6 +91,8 @@ class SweepSpec:
         max_runs: Largest number of runs allowed without ``yes=True``.
         description: Free text (the expected outcome, for example).
         path: The TOML file it came from (absolute), or None.
+        excluded: Runs left out by a filter (``[data] skip_constant_labels``), each
+            {"run_id", "config", "reason"}; not counted in ``n_runs``.
     """
 
     name: str
@@ -97,6 +101,7 @@ class SweepSpec:
     max_runs: int = DEFAULT_MAX_RUNS
     description: str = ""
     path: str | None = None
+    excluded: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     _configs: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -123,11 +128,20 @@ class SweepSpec:
         """``config_hash`` of each config, in the order of ``configs()``."""
         return [config_hash(c) for c in self._configs]
 
+    @property
+    def excluded_data_seeds(self) -> list[int]:
+        """The distinct data seeds of the excluded runs, sorted."""
+        return sorted({e["config"]["data_seed"] for e in self.excluded})
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: name, seeds, varying axes and their values, n_runs, max_runs."""
+        """JSON-ready summary: name, seeds, varying axes and their values, n_runs, max_runs.
+
+        Also the number of excluded runs and their data seeds.
+        """
         return {"name": self.name, "seeds": list(self.seeds), "n_runs": self.n_runs,
                 "max_runs": self.max_runs, "description": self.description, "path": self.path,
-                "axes": {k: list(self.axes[k]) for k in self.varying}}
+                "axes": {k: list(self.axes[k]) for k in self.varying},
+                "excluded": len(self.excluded), "excluded_data_seeds": self.excluded_data_seeds}
 
 
 def _resolve(point: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -180,6 +194,7 @@ def spec_from_dict(data: dict[str, Any], *, path: str | None = None,
     w = Where(label, text, os.path.dirname(os.path.abspath(path)) if path else os.getcwd())
     check_tables(w, data)
     given = {s: dict(data.get(s, {})) for s in SECTIONS}
+    filters = parse_filters(w, given)
     name, seeds, max_runs, description = parse_head(w, given["sweep"], path)
 
     axes: dict[str, tuple[Any, ...]] = {}
@@ -190,16 +205,24 @@ def spec_from_dict(data: dict[str, Any], *, path: str | None = None,
             else:
                 axes[key] = (DEFAULTS[key],)
 
-    configs = []
+    configs, excluded, cache = [], [], {}
     for values in itertools.product(*(axes[k] for k in AXIS_KEYS)):
         point = dict(zip(AXIS_KEYS, values, strict=True))
         for seed in seeds:
             cfg = _resolve(point, seed)
             cross_check(w, cfg, given)
-            configs.append(cfg)
+            if filters["skip_constant_labels"] and constant_labels(cfg, cache):
+                excluded.append({"run_id": config_hash(cfg), "config": cfg,
+                                 "reason": "constant labels"})
+            else:
+                configs.append(cfg)
+    if not configs:
+        raise ValueError(w.msg("data", "skip_constant_labels", f"every one of the {len(excluded)} "
+                               "runs has constant training labels, so the spec keeps no run",
+                               "Use other seeds or n, or set skip_constant_labels = false"))
     return SweepSpec(name=name, seeds=tuple(seeds), axes=axes, max_runs=max_runs,
                      description=description, path=os.path.abspath(path) if path else None,
-                     _configs=tuple(configs))
+                     excluded=tuple(excluded), _configs=tuple(configs))
 
 
 def load(path: str | os.PathLike) -> SweepSpec:

@@ -3,7 +3,7 @@
 Schema (version ``SCHEMA_VERSION``)::
 
     schema_version(version INTEGER, library TEXT, created_at TEXT)       one row
-    meta(key TEXT PRIMARY KEY, value TEXT)                               name of the last spec, ...
+    meta(key TEXT PRIMARY KEY, value TEXT)                               name, excluded runs, ...
     plan(run_id TEXT PRIMARY KEY, config TEXT, position INTEGER)         every run ever planned
     runs(run_id TEXT PRIMARY KEY, config TEXT, status TEXT, report TEXT, error TEXT,
          seconds REAL, finished_at TEXT, extras TEXT, arrays TEXT, attempts INTEGER,
@@ -41,7 +41,7 @@ import numpy as np
 from ..report import jsonable
 
 __all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Store", "arrays_path", "load_arrays",
-           "read_plan", "read_records", "read_statuses"]
+           "read_excluded", "read_plan", "read_records", "read_statuses"]
 
 SCHEMA_VERSION = 1
 """Version of the store layout written by this code; newer databases are refused."""
@@ -195,13 +195,15 @@ class Store:
         self._conn.execute("COMMIT")
 
     def plan(self, configs: list[dict[str, Any]], run_ids: list[str], *,
-             name: str | None = None) -> None:
+             name: str | None = None, excluded: list[dict[str, Any]] | tuple = ()) -> None:
         """Record the runs a sweep means to finish (one transaction; existing ones kept).
 
         Args:
             configs: Resolved configs.
             run_ids: Their ``config_hash`` values.
             name: The sweep's name, kept in ``meta``.
+            excluded: Runs the spec's filters left out ({run_id, config, reason} each), kept
+                in ``meta`` as "excluded" (the last spec's; ``read_excluded``).
         """
         with self._transaction():
             start = self._conn.execute(
@@ -212,6 +214,8 @@ class Store:
                  for j, (i, c) in enumerate(zip(run_ids, configs, strict=True))])
             if name is not None:
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('name', ?)", (name,))
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('excluded', ?)",
+                                   (json.dumps(list(excluded), sort_keys=True),))
 
     def put(self, record: dict[str, Any]) -> None:
         """Write one finished run: its arrays (atomically), then its row (one transaction).
@@ -302,6 +306,16 @@ def read_plan(path: str | os.PathLike) -> tuple[dict[str, str], list[str]]:
         return meta, ids
     finally:
         conn.close()
+
+
+def read_excluded(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Runs the last spec's filters left out, [{run_id, config, reason}] (read-only).
+
+    Raises:
+        ValueError: For a missing file, a non-store or a newer schema.
+    """
+    meta, _ = read_plan(path)
+    return json.loads(meta.get("excluded", "[]"))
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:

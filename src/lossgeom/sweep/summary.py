@@ -7,7 +7,10 @@ fraction is the Hessian inertia's zero count over N (runs whose counts are undec
 out). With held-out outputs (cube data) a group also gets the spread of the held-out outputs
 across fitted runs (mean over held-out points of the standard deviation) and the share of runs on
 the most common thresholded (at 0.5) held-out pattern; Experiment 1 compares each pattern's
-frequency with its mean manifold dimension N − rank J (Spearman correlation).
+frequency with its mean manifold dimension N − rank J (Spearman correlation), and says why
+where the correlation is undefined (fewer than three patterns, or one value on either side:
+at exact tanh fits rank J = n in every run, so N − rank J does not vary). Runs a spec's filter
+left out (``[data] skip_constant_labels``) are counted per group as ``skipped_seeds``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,27 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _pattern_dim_correlation(freq: list[int], mean_dim: list[float]) -> tuple[float | None, str]:
+    """(Spearman ρ of pattern frequency against mean N − rank J, "") or (None, why not).
+
+    Example:
+        >>> _pattern_dim_correlation([5, 3, 1], [17.0, 18.0, 19.0])
+        (-1.0, '')
+        >>> _pattern_dim_correlation([5, 3, 1], [17.0, 17.0, 17.0])
+        (None, 'N − rank J = 17 in every pattern')
+    """
+    if len(freq) < 3:
+        return None, f"fewer than 3 held-out patterns ({len(freq)})"
+    if len(set(mean_dim)) == 1:
+        return None, f"N − rank J = {mean_dim[0]:g} in every pattern"
+    if len(set(freq)) == 1:
+        return None, f"every pattern has the same frequency ({freq[0]})"
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(freq, mean_dim).statistic)
+    return (rho, "") if math.isfinite(rho) else (None, "Spearman ρ is not finite")
+
+
 def _heldout(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Spread, modal share and the Experiment 1 correlation over fitted runs with outputs."""
     rows = [r for r in runs if fitted(r) and "heldout_outputs" in r["extras"]]
@@ -98,33 +122,30 @@ def _heldout(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     dims: dict[str, list[int]] = {}
     for p, r in zip(patterns, rows, strict=True):
         dims.setdefault(p, []).append(r["report"]["behavior_manifold_dim"])
-    correlation = None
-    freq = [counts[p] for p in counts]
-    mean_dim = [float(np.mean(dims[p])) for p in counts]
-    if len(counts) >= 3 and len(set(freq)) > 1 and len(set(mean_dim)) > 1:
-        from scipy.stats import spearmanr
-
-        rho = spearmanr(freq, mean_dim).statistic
-        correlation = float(rho) if math.isfinite(rho) else None
+    correlation, why = _pattern_dim_correlation([counts[p] for p in counts],
+                                                [float(np.mean(dims[p])) for p in counts])
     return {"runs": len(rows), "spread": float(outs.std(axis=0).mean()),
             "modal_share": counts.most_common(1)[0][1] / len(rows), "patterns": len(counts),
-            "pattern_dim_correlation": correlation,
+            "pattern_dim_correlation": correlation, "pattern_dim_correlation_reason": why,
             "pattern_table": [{"pattern": p, "count": c, "mean_manifold_dim":
                                float(np.mean(dims[p]))} for p, c in counts.most_common()]}
 
 
-def summarize(records: list[dict[str, Any]], by: list[str] | None = None) -> list[dict[str, Any]]:
+def summarize(records: list[dict[str, Any]], by: list[str] | None = None, *,
+              excluded: list[dict[str, Any]] | tuple = ()) -> list[dict[str, Any]]:
     """One row per group of runs that share the values of the ``by`` keys.
 
     Args:
         records: Stored runs (``sweep.results``).
         by: Config keys to group by; default ``varying_keys(records)``.
+        excluded: Runs the spec's filters left out ({run_id, config, reason} each;
+            ``store.read_excluded``), counted per group in ``skipped_seeds``.
 
     Returns:
-        Rows {group, label, runs, done, failed, n_params, n_outputs_total, fitted, rank_j_mean,
-        rank_j_ratio, rank_deficient, rank_deficient_fraction, zero_fraction, inertia_mode,
-        kinds, undecided, heldout}, in order of first appearance; fractions are None where
-        nothing was measured.
+        Rows {group, label, runs, done, failed, skipped_seeds, n_params, n_outputs_total,
+        fitted, rank_j_mean, rank_j_ratio, rank_deficient, rank_deficient_fraction,
+        zero_fraction, inertia_mode, kinds, undecided, heldout}, in order of first appearance;
+        fractions are None where nothing was measured.
 
     Example:
         >>> rec = {"config": {"activation": "relu", "seed": 0}, "status": "failed",
@@ -149,9 +170,11 @@ def summarize(records: list[dict[str, Any]], by: list[str] | None = None) -> lis
         inertias = Counter(tuple(r["report"]["hessian"]["inertia"]) for r in done
                            if r["report"].get("hessian"))
         rank_mean = _mean([r["report"]["jacobian"]["rank"] for r in done])
+        skipped = sum(all(e["config"].get(k) == v for k, v in group.items()) for e in excluded)
         rows.append({
             "group": group, "label": group_label(group), "runs": len(runs), "done": len(done),
-            "failed": len(runs) - len(done), "n_params": rep0["n_params"] if rep0 else None,
+            "failed": len(runs) - len(done), "skipped_seeds": skipped,
+            "n_params": rep0["n_params"] if rep0 else None,
             "n_outputs_total": m, "fitted": len(fits), "rank_j_mean": rank_mean,
             "rank_j_ratio": None if rank_mean is None else rank_mean / m,
             "rank_deficient": deficient,

@@ -35,7 +35,7 @@ from ..problem_specs import problem_from_config
 from ..reach import find_critical_point, reach
 from .spec import config_hash
 
-__all__ = ["Backend", "drive", "failed_record", "run_one"]
+__all__ = ["Backend", "drive", "error_text", "failed_record", "run_one"]
 
 PROBLEM_KEYS = tuple(PROBLEM_DEFAULTS)
 """Config keys that define the Problem (``lossgeom.problem_specs.problem_from_config``)."""
@@ -60,6 +60,23 @@ def _base_record(config: dict[str, Any]) -> dict[str, Any]:
             "extras": {}, "arrays": {}, "error": None, "seconds": 0.0, "finished_at": None,
             "worker": f"{socket.gethostname()}:{os.getpid()}", "versions": _versions(),
             "attempts": 1}
+
+
+def error_text(err: BaseException) -> str:
+    """``"<ExceptionType>: <message>"``, the error column of a failed run.
+
+    NOTE [failed runs]
+        A failing run is a result: the sweep stores it and goes on. That holds for every
+        exception a run can raise, not only ``Exception`` subclasses: ``SystemExit`` from a
+        library that calls ``exit()``, or a ``BaseException`` subclass, is stored the same way
+        (by ``run_one`` in the worker, and by the backends for a run function that lets one
+        escape). Only ``KeyboardInterrupt`` stops the sweep, whose finished runs are kept.
+
+    Example:
+        >>> error_text(SystemExit("bye"))
+        'SystemExit: bye'
+    """
+    return f"{type(err).__name__}: {err}"
 
 
 def failed_record(config: dict[str, Any], error: str, *, seconds: float = 0.0,
@@ -120,8 +137,12 @@ def _hessian_rank_formula(problem: Problem, config: dict[str, Any]) -> dict:
                          "Upgrade lossgeom or drop the option.") from None
     X = problem.inputs.reshape(problem.n_samples, -1)
     data_rank = numerical_rank(X)
+    # with biases the formula needs rank [X 1] (r + 1 unless the data hold a constant feature)
+    ones = torch.ones(problem.n_samples, 1, dtype=X.dtype, device=X.device)
+    augmented = numerical_rank(torch.cat([X, ones], dim=1)).rank if config["bias"] else None
     formula = dict(hessian_rank_formula(config["widths"], data_rank.rank, loss=config["loss"],
-                                        bias=config["bias"]))
+                                        bias=config["bias"], n_samples=problem.n_samples,
+                                        augmented_rank=augmented))
     return {**formula, "data_rank": data_rank.rank, "data_rank_gap": data_rank.gap}
 
 
@@ -148,16 +169,20 @@ def _extras(problem: Problem, theta: torch.Tensor, config: dict[str, Any]
 def run_one(config: dict[str, Any]) -> dict[str, Any]:
     """Run one resolved config: build the problem, reach the point, analyze, add extras.
 
-    Never raises for a failing run: any exception becomes a "failed" record carrying
-    ``"<ExceptionType>: <message>"`` (a ``NotCriticalError`` from target = "global_minimum"
-    says why no exact fit was reached). Warnings raised during the run are not printed; their
-    distinct messages go to ``extras["warnings"]``.
+    Never raises for a failing run: any exception but KeyboardInterrupt becomes a "failed"
+    record carrying ``"<ExceptionType>: <message>"`` (NOTE [failed runs]; a
+    ``NotCriticalError`` from target = "global_minimum" says why no exact fit was reached).
+    Warnings raised during the run are not printed; their distinct messages go to
+    ``extras["warnings"]``.
 
     Args:
         config: A resolved config (``SweepSpec.configs()``; NOTE [canonical config]).
 
     Returns:
         The record (plain dict; see the module docstring), with ``run_id = config_hash(config)``.
+
+    Raises:
+        KeyboardInterrupt: Passed on: the user stops the sweep.
 
     Example:
         >>> rec = run_one({"widths": [3, 4, 1], "activation": "tanh", "bias": True,
@@ -177,8 +202,10 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
             report = analyze(problem, theta, method=config["method"], rtol=config.get("rtol"))
             extras, arrays = _extras(problem, theta, config)
             rec.update(status="done", report=report.to_dict(), extras=extras, arrays=arrays)
-        except Exception as err:  # a failing run is a result: the sweep stores it and goes on
-            rec["error"] = f"{type(err).__name__}: {err}"
+        except KeyboardInterrupt:  # the user stops the sweep: not a result of this run
+            raise
+        except BaseException as err:  # NOTE [failed runs]
+            rec["error"] = error_text(err)
     messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     if messages:
         rec["extras"]["warnings"] = messages
