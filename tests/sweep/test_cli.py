@@ -89,7 +89,10 @@ def test_errors_are_one_line_and_exit_2(finished_db, args, fragment):
     args = [a.format(spec=path, folder=folder) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert result.stdout == ""
+    if "--json" in args:  # one JSON object on stdout, so scripts that parse it get an answer
+        assert fragment in json.loads(result.stdout)["error"]
+    else:
+        assert result.stdout == ""
     assert fragment in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -104,3 +107,13 @@ def test_newer_schema_refused_by_cli(tmp_path):
     conn.close()
     result = runner.invoke(app, ["report", str(db), "--json"])
     assert result.exit_code == 2 and "newer than this lossgeom's schema" in result.stderr
+
+
+def test_report_html_writes_one_self_contained_page(finished_db, tmp_path):
+    _, _, db = finished_db
+    page = tmp_path / "sweep.html"
+    result = runner.invoke(app, ["report", db, "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
+    assert "http://" not in text and "https://" not in text

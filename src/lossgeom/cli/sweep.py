@@ -27,6 +27,7 @@ from ..sweep.summary import format_value, summarize, varying_keys
 from ._common import err as _err
 from ._common import out as _out
 from ._common import user_errors
+from ._options import Html
 
 __all__ = ["app"]
 
@@ -92,7 +93,7 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the final status as JSON."),
 ) -> None:
     """Run every run of SPEC that the database does not hold yet (resumes a killed sweep)."""
-    with _resumable(), user_errors():
+    with _resumable(), user_errors(as_json):
         st = _sweep.run(spec, backend=backend, scheduler=scheduler, db=db, workers=workers,
                         retry_failed=retry_failed, yes=yes, progress=True)
     if as_json:
@@ -110,7 +111,7 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
     """Counts of planned, done, failed and remaining runs, and each failure's error."""
-    with user_errors():
+    with user_errors(as_json):
         st = _sweep.status(db)
     if as_json:
         typer.echo(json.dumps(st.to_dict()))
@@ -184,11 +185,16 @@ def report_command(
     db: Path = typer.Argument(..., help="The sweep database."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as a JSON list only."),
     plot: Path = typer.Option(None, "--plot", help="Write figures (PNG) into this folder."),
+    html: Html = None,
 ) -> None:
-    """Tables grouped by the axes that vary, or every run as JSON; figures with --plot."""
-    with user_errors():
+    """Tables grouped by the axes that vary, or every run as JSON; figures, a page with --html."""
+    with user_errors(as_json):
         records = _sweep.results(db)
         excluded = read_excluded(db)
+        if html is not None:
+            from ..pages import save_page, sweep_page
+
+            _err.print(f"wrote {save_page(sweep_page(db), html)}")
     if plot is not None:
         from ..plots.sweep import save_sweep_figures
 
