@@ -11,7 +11,7 @@ LAYERS = {
     "foundation": 0, "problem": 1, "linalg": 2, "curvature": 3, "analyses": 4, "frontends": 5,
     "cli": 6,
 }
-FOUNDATION = {"errors", "_checks", "_timing", "_moved", "tolerances", "results"}
+FOUNDATION = {"errors", "_checks", "_files", "_timing", "_moved", "tolerances", "results"}
 PROBLEM = {"models", "losses", "problem", "datasets", "problem_specs", "layers"}
 ANALYSES = {"analysis", "reach", "llc", "report", "info_loss", "loci", "manifold", "flows", "linear"}
 FRONTENDS = {"plots", "pages", "demo", "sweep"}

@@ -15,13 +15,13 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from .._files import write_atomically
 from ..results import jsonable
 
 __all__ = ["document", "esc", "figure_html", "fmt", "get_field", "num_cell", "png_base64", "rst",
@@ -160,18 +160,4 @@ def save_page(page: str, path: str | os.PathLike) -> str:
     if not isinstance(page, str):
         raise TypeError(f"save_page(page, path): page must be the HTML text (expected str, got "
                         f"{type(page).__name__}). Pass report.to_html() or sweep_page(db).")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".html.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda f: f.write(page.encode("utf-8")))

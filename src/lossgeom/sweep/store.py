@@ -29,7 +29,6 @@ import datetime as _dt
 import json
 import os
 import sqlite3
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_atomically
 from ..report import jsonable
 
 __all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Store", "arrays_path", "load_arrays",
@@ -89,19 +89,7 @@ def arrays_path(db: str | os.PathLike, run_id: str) -> str:
 
 
 def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
 def _check_schema(conn: sqlite3.Connection, where: str, path: str) -> None:
