@@ -78,7 +78,7 @@ def test_trend_host_computes_the_small_net(activation, offset):
 
 
 def test_batched_host_gradient_is_each_run_s_gradient():
-    """The hand-batched gradient of the trend's Adam against Problem.grad, run by run."""
+    """The hand-written batched gradient of the trend's Adam against Problem.grad, run by run."""
     units, S = 3, 4
     gen = torch.Generator().manual_seed(5)
     data = [lg.datasets.cube_split(s) for s in range(S)]
@@ -86,7 +86,7 @@ def test_batched_host_gradient_is_each_run_s_gradient():
     Y = torch.stack([d[1] for d in data])
     host = _host(units, X[0], Y[0])
     theta = torch.randn(S, host.n_params, generator=gen, dtype=torch.float64)
-    g = demo._host_gradient(host, units)(theta, X, Y)
+    g = demo._host_gradient(units)(theta, X, Y)
     for s in range(S):
         torch.testing.assert_close(g[s], _host(units, X[s], Y[s]).grad(theta[s]),
                                    rtol=1e-13, atol=1e-14)

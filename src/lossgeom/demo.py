@@ -205,27 +205,31 @@ class _SplitActivation(nn.Module):
         return torch.cat((torch.tanh(z[..., :self.split]), torch.relu(z[..., self.split:])), -1)
 
 
-def _host_gradient(host: Problem, units: int) -> Callable[[torch.Tensor, torch.Tensor,
-                                                            torch.Tensor], torch.Tensor]:
-    """∇L per run of the host net, batched by hand: θ (S, N), X (S, n, 3), Y (S, n, 1) → (S, N).
+def _host_gradient(units: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                                            torch.Tensor]:
+    """∇L per run of the host net under MSE-sum, by hand: θ (S, N), X (S, n, 3), Y (S, n, 1) → (S, N).
 
-    The host's forward written with batched matrix products over the S runs, and the gradient
-    of the summed loss Σₛ Lₛ(θₛ) by reverse mode: each run's loss depends on its own θₛ only, so
-    row s is ∇Lₛ(θₛ), the same numbers as ``vmap(grad(L))`` on the host Problem (a test compares
-    them) at less than half its per-step cost (NOTE [trend host]).
+    Forward zₛ = Xₛ W₁ₛᵀ + b₁ₛ, aₛ = (tanh | ReLU)(zₛ), xₛ = aₛ W₂ₛᵀ + b₂ₛ as batched matrix
+    products over the S runs; backward with δ = ∇ₓC = 2(x − y): ∇W₂ = δᵀa, ∇b₂ = Σᵢ δᵢ,
+    δz = (δ W₂) ⊙ σ'(z) with σ' = 1 − tanh² or [z > 0], ∇W₁ = δzᵀ X, ∇b₁ = Σᵢ δzᵢ. The numbers
+    of ``vmap(grad(L))`` on the host Problem up to rounding (a test compares them run by run), at
+    a third of its per-step cost (NOTE [trend host]).
     """
     hidden = 2 * units
     sizes = (3 * hidden, hidden, hidden, 1)
 
     def gradient(theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         S = theta.shape[0]
-        theta = theta.detach().requires_grad_(True)
         W1, b1, W2, b2 = torch.split(theta, sizes, dim=1)
-        z = torch.baddbmm(b1[:, None, :], X, W1.reshape(S, hidden, 3).transpose(1, 2))
-        a = torch.cat((torch.tanh(z[..., :units]), torch.relu(z[..., units:])), -1)
-        out = torch.baddbmm(b2[:, None, :], a, W2.reshape(S, 1, hidden).transpose(1, 2))
-        loss = host.loss_fn(out.reshape(-1, 1), Y.reshape(-1, 1))
-        return torch.autograd.grad(loss, theta)[0]
+        W1, W2 = W1.reshape(S, hidden, 3), W2.reshape(S, 1, hidden)
+        z = torch.baddbmm(b1[:, None, :], X, W1.transpose(1, 2))             # (S, n, 2u)
+        t, r = torch.tanh(z[..., :units]), torch.relu(z[..., units:])
+        a = torch.cat((t, r), -1)
+        delta = 2 * (torch.baddbmm(b2[:, None, :], a, W2.transpose(1, 2)) - Y)  # (S, n, 1)
+        da = delta * W2                                                        # (S, n, 2u)
+        dz = torch.cat((da[..., :units] * (1 - t * t), da[..., units:] * (r > 0)), -1)
+        return torch.cat((torch.bmm(dz.transpose(1, 2), X).reshape(S, -1), dz.sum(1),
+                          torch.bmm(delta.transpose(1, 2), a).reshape(S, -1), delta.sum(1)), 1)
 
     return gradient
 
@@ -267,8 +271,8 @@ def _trend_runs(widths, seeds: int, steps: int, timings: dict[str, float] | None
         its gradient and its Jacobian on the run's coordinates exactly (up to the order of
         floating-point sums). One batched step then serves all 2·|widths|·seeds runs, where a
         vmap per cell pays PyTorch's per-step dispatch overhead once per cell; the Adam phase
-        takes its gradient from ``_host_gradient`` (batched matrix products, one reverse pass),
-        which gives the numbers of ``vmap(grad)`` at less than half the cost per step.
+        takes its gradient from ``_host_gradient`` (the host's backward pass written out in
+        batched matrix products), the numbers of ``vmap(grad)`` at a third of the cost per step.
     """
     timings = {} if timings is None else timings
     say = progress or (lambda _msg: None)
@@ -294,7 +298,7 @@ def _trend_runs(widths, seeds: int, steps: int, timings: dict[str, float] | None
         frozen[i, run.index] = False
     with stage(timings, "trend: Adam"):
         trained = train_many(host, start, steps=steps, inputs=X, targets=Y, frozen=frozen,
-                             gradient=_host_gradient(host, units))
+                             gradient=_host_gradient(units))
     say(f"trend: Adam, {len(runs)} runs")
     with stage(timings, "trend: Gauss–Newton polish"):
         polished, residual = polish_many(host, trained, inputs=X, targets=Y, tol=POLISH_TOL,
