@@ -336,10 +336,15 @@ def test_dense_method_refuses_over_budget_and_auto_falls_back():
 def test_rtol_is_used_for_every_decision():
     problem, theta = tanh_251_exact_fit()
     r = lg.analyze(problem, theta, rtol=1e-9)
-    assert r.jacobian.rtol == r.hessian.rtol == r.gauss_newton.inertia.rtol == 1e-9
+    assert r.jacobian.rtol == 1e-9
+    # at the fit H = G is decided on the singular values of J at rtol 1e-9: 1e-18 on eigenvalues
+    assert r.hessian.method == "gauss_newton"
+    assert r.hessian.rtol == r.gauss_newton.inertia.rtol == pytest.approx(1e-18)
     d = lg.analyze(problem, theta)
     assert d.jacobian.rtol == pytest.approx(max(4, 21) * torch.finfo(F64).eps)
-    assert d.hessian.rtol == pytest.approx(21 * torch.finfo(F64).eps)
+    assert d.hessian.rtol == pytest.approx(d.jacobian.rtol**2)
+    dense = lg.analyze(problem, theta, hessian="dense")
+    assert dense.hessian.rtol == pytest.approx(21 * torch.finfo(F64).eps)
 
 
 def test_float32_twin_agrees_with_float64():

@@ -54,7 +54,6 @@ from .curvature._hessian import dense_second_order, hessian_operator, make_hvp_b
 from .curvature.linearization import Linearization, Route, linearize
 from .linalg._inertia import inertia_from_eigenvalues
 from .linalg.krylov import LowRankSpectrum, low_rank_spectrum
-from .linalg.rank import numerical_rank
 from .linalg.slq import SpectralDensity, degeneracy_profile
 from .linalg.spectrum import extreme_eigenpairs
 from .problem import Problem
@@ -74,7 +73,6 @@ from .tolerances import (
     KERNEL_PROBE_DIRECTIONS,
     KERNEL_PROBE_STEPS,
     PERFECT_FIT_RTOL,
-    default_inertia_rtol,
     eps,
 )
 
@@ -267,25 +265,28 @@ def _gauss_newton(problem: Problem, lin: Linearization, x: Tensor, rtol: float |
                   ) -> tuple[GaussNewtonSummary, Tensor, bool]:
     """G's summary, its eigenvalues (N,), and whether they came from singular values of W^½ J.
 
-    The eigenvalue tolerance is rtol_λ·λ_max (rtol_λ = rtol or N·eps), applied as √rtol_λ to the
-    singular values of W^½ J, so the cut is the dense route's while no number is squared before
-    it is cut.
+    G's rank is that of W^½ J, decided on its singular values with the rank rule of J itself
+    (rtol on σ; default max(n·k, N)·eps): for mse, W = c·I and the decision is J's own, scaled,
+    so at a perfect fit rank H = rank G = rank J exactly as ∇²L = 2JᵀJ says. The summary is
+    written in eigenvalue units (tol², gap², rtol²).
     """
     N, dtype = problem.n_params, problem.dtype
-    m = problem.n_samples * problem.n_outputs
-    rtol_lam = rtol if rtol is not None else default_inertia_rtol(N, dtype)
     root = _output_hessian_root(problem, x)
     if root is not None:
         B, c = root
-        if c is not None and lin.route in ("svd", "gram+svd"):
-            S = lin.singular_values * math.sqrt(c)
-            d = dataclasses.replace(numerical_rank(S, math.sqrt(rtol_lam), shape=(m, N),
-                                                   dtype=dtype), method=lin.route)
+        if c is not None and lin.route in ("svd", "gram", "gram+svd"):
+            f = math.sqrt(c)
+            j = lin.decision
+            d = dataclasses.replace(
+                j, tol=j.tol * f, sigma_max=j.sigma_max * f,
+                sigma_r=None if j.sigma_r is None else j.sigma_r * f,
+                sigma_next=None if j.sigma_next is None else j.sigma_next * f)
+            S = lin.singular_values * f
         else:
-            d, S = lin.scaled_decision(B, math.sqrt(rtol_lam))
+            d, S = lin.scaled_decision(B, rtol)
         lam = torch.sort(torch.cat([S**2, S.new_zeros(max(0, N - S.numel()))])).values[-N:]
         inert = Inertia(d.rank, 0, N - d.rank, d.tol**2,
-                        (d.gap**2 if math.isfinite(d.gap) else math.inf), rtol_lam, d.decided)
+                        (d.gap**2 if math.isfinite(d.gap) else math.inf), d.rtol**2, d.decided)
         return GaussNewtonSummary(d.rank, inert.tol, inert.gap, d.decided, d.method, inert), lam, True
     W, S = lin.left_factors()
     US = W * S

@@ -20,11 +20,18 @@ def linear_problem(singular_values, d=40, seed=0):
     return lg.Problem(model, X, torch.zeros(n, 1, dtype=F64)), X
 
 
-def held_and_not_held(problem):
-    """The same Linearization with J held (dense) and with only K and J-products in the budget."""
+def held_and_not_held(problem, n_refined=None):
+    """The same Linearization with J held (dense) and with only K and J-products in the budget.
+
+    The second budget is K plus three N × n_refined blocks (Jᵀ U₀, its Q, the right vectors P),
+    just under what J itself would take.
+    """
     m, N = problem.n_samples * problem.n_outputs, problem.n_params
+    c = m - 1 if n_refined is None else n_refined
     held = lg.linearize(problem, route="gram")
-    not_held = lg.linearize(problem, route="gram", max_bytes=8 * m * m + 8 * N * (m - 1))
+    not_held = lg.linearize(problem, route="gram",
+                            max_bytes=min(8 * m * N - 1, 8 * m * m + 3 * 8 * N * c))
+    assert held.jacobian is not None and not_held.jacobian is None
     return held, not_held
 
 
@@ -35,15 +42,16 @@ def test_ill_conditioned_null_space_agrees_with_svd():
     eps·cond² of accuracy (here ≈ 2e-3); the Linearization's routes keep eps·cond (the limit any
     SVD has: two SVD implementations differ by ≈ 2e-10 on this J).
     """
-    problem, X = linear_problem(torch.logspace(0, -7, 6))
+    spectrum = torch.cat([torch.logspace(0, -1, 14), torch.logspace(-4, -7, 4)])
+    problem, X = linear_problem(spectrum, d=400)
     Z = lg.null_space(X)
     g = torch.Generator().manual_seed(1)
     v = torch.randn(problem.n_params, generator=g, dtype=F64)
     exact = Z @ (Z.T @ v)
-    held, not_held = held_and_not_held(problem)
-    assert held.route == "svd" and held.jacobian is not None     # ill-conditioned: SVD of J
-    assert not_held.route == "gram+svd" and not_held.jacobian is None
-    assert held.rank == not_held.rank == 6
+    held, not_held = held_and_not_held(problem, n_refined=5)   # the 4 small σ are re-measured
+    assert held.route == "svd"      # ill-conditioned: SVD of J
+    assert not_held.route == "gram+svd"
+    assert held.rank == not_held.rank == 18
     assert torch.linalg.norm(held.kernel_project(v) - exact) <= 1e-9 * torch.linalg.norm(v)
     assert torch.linalg.norm(not_held.kernel_project(v) - exact) <= 1e-8 * torch.linalg.norm(v)
     # the raw Gram-eigenpair projector, for contrast

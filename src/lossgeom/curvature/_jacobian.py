@@ -24,6 +24,9 @@ __all__ = [
     "make_jvp", "make_vjp", "ntk_gram",
 ]
 
+PRODUCT_CHUNK = 32
+"""Vectors per vmapped JVP/VJP pass of ``jacobian_operator`` blocks (bounds their memory)."""
+
 WORK_BYTES = 256 * 1024**2
 """Working-memory budget for one chunk of per-sample Jacobians (256 MiB)."""
 
@@ -82,8 +85,8 @@ def jacobian_operator(problem: Problem, theta: Tensor | None = None, *,
     mv, rmv = make_jvp(problem, theta), make_vjp(problem, theta)
     return CurvatureOperator(
         (problem.n_samples * problem.n_outputs, problem.n_params), mv, rmv,
-        matmat=lambda V: vmap(mv, in_dims=1, out_dims=1)(V),
-        rmatmat=lambda U: vmap(rmv, in_dims=1, out_dims=1)(U),
+        matmat=lambda V: vmap(mv, in_dims=1, out_dims=1, chunk_size=PRODUCT_CHUNK)(V),
+        rmatmat=lambda U: vmap(rmv, in_dims=1, out_dims=1, chunk_size=PRODUCT_CHUNK)(U),
         device=theta.device, name="jacobian",
     )
 

@@ -229,16 +229,18 @@ class Linearization:
             box["U0"], box["B"] = U0, op.torch_rmatmat(U0)
             return box["B"]
 
-        budget_cols = max(0, self.max_bytes // (8 * max(self.N, 1)))
+        budget_cols = max(0, self.max_bytes // (3 * 8 * max(self.N, 1)))  # Jᵀ U₀, its Q and P
         trust = threshold if int((lam.clamp_min(0).sqrt() < threshold).sum()) <= budget_cols else None
         d = rank_from_gram(K, self.N, self.rtol, dtype=dtype, refine=refine, eig=(lam, U),
-                           trust_above=trust)
+                           trust_above=trust, forward=op.torch_matmat)
         W, S = U.flip(1), lam.flip(0).clamp_min(0.0).sqrt()
         if not box:
             self._route = "gram"
             return d, W, S, self.m, None
         U0, B = box["U0"], box["B"].to(W.dtype)  # Jᵀ U₀ = P S_B Zᵀ: left U₀ Z, right P
-        P, SB, Zh = torch.linalg.svd(B, full_matrices=False)
+        Qb, Rb = torch.linalg.qr(B)     # B is tall (N × c): QR, then the small SVD of R
+        Ur, SB, Zh = torch.linalg.svd(Rb)
+        P = Qb @ Ur
         n_imp = self.m - U0.shape[1]
         self._route = "gram+svd"
         return d, torch.cat([W[:, :n_imp], U0 @ Zh.T], dim=1), torch.cat([S[:n_imp], SB]), n_imp, P

@@ -110,6 +110,7 @@ def rank_from_gram(
     eig: tuple[torch.Tensor, torch.Tensor] | None = None,
     singular_values: Callable[[], torch.Tensor] | None = None,
     trust_above: float | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> RankDecision:
     """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
 
@@ -133,6 +134,10 @@ def rank_from_gram(
         singular_values: Callable returning all singular values of J (preferred over refine).
         trust_above: Re-measure every σ below this too (not only those near the floor), so the
             refined directions are accurate beyond what K's squared conditioning allows.
+        forward: Callable V (n_cols, b) ↦ J V (m, b). With it the trusted directions are removed
+            in the sample space, U₀ ← U₀ − U_t M⁻¹ U_tᵀ J (Jᵀ U₀) with M = U_tᵀ K U_t, and U₀
+            re-orthonormalised before the last ``refine``: memory n_cols × (m − n_trusted)
+            instead of n_cols × m (Jᵀ U_t is never formed).
 
     Returns:
         A RankDecision with method "gram" or "gram+svd".
@@ -167,13 +172,21 @@ def rank_from_gram(
         return dataclasses.replace(first, decided=False,
                                    reason=f"the cut lies below the Gram floor {floor:.3g}; "
                                           "no SVD refinement was available")
-    Vt = None
-    if n_trusted:  # trusted directions first, so the last call of ``refine`` is on U₀
-        Vt, _ = torch.linalg.qr(refine(U[:, :n_trusted]).to(torch.float64) / sig[:n_trusted])
-    B = refine(U[:, n_trusted:]).to(torch.float64)
-    if Vt is not None:
-        B = B - Vt @ (Vt.T @ B)
-    small = torch.linalg.svdvals(B)
+    U0, Ut = U[:, n_trusted:], U[:, :n_trusted]
+    if n_trusted and forward is not None:  # project off range(Jᵀ U_t) in the sample space
+        C = forward(refine(U0).to(torch.float64)).to(torch.float64)    # J Jᵀ U₀, by products
+        M = Ut.T @ K @ Ut
+        U0 = torch.linalg.qr(U0 - Ut @ torch.linalg.solve(0.5 * (M + M.T), Ut.T @ C))[0]
+        B = refine(U0).to(torch.float64)
+    else:
+        Vt = None
+        if n_trusted:  # trusted directions first, so the last call of ``refine`` is on U₀
+            Vt, _ = torch.linalg.qr(refine(Ut).to(torch.float64) / sig[:n_trusted])
+        B = refine(U0).to(torch.float64)
+        if Vt is not None:
+            B = B - Vt @ (Vt.T @ B)
+    small = torch.linalg.svdvals(torch.linalg.qr(B, mode="r")[1]) if B.shape[0] > B.shape[1] \
+        else torch.linalg.svdvals(B)
     sig2 = torch.cat([sig[:n_trusted], small])
     return _decide(sig2, (m, n_cols), dtype, rtol, atol, min_gap, "gram+svd")
 
