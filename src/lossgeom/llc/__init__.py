@@ -55,10 +55,12 @@ from ._sgld import (
     estimate_llc,
     split_rhat,
 )
+from ._study import AOYAGI_CASES, AoyagiCase, AoyagiStudy, aoyagi_study, reduced_rank_problem
 
 __all__ = [
-    "BACKENDS", "DEFAULT_LOCALIZATION", "DEFAULT_N_BURNIN", "DEFAULT_N_CHAINS", "DEFAULT_N_DRAWS",
-    "DEFAULT_STEP", "EXPLODE_FACTOR", "MAX_DRIFT", "MAX_RHAT", "MINIMUM_KINDS", "LLCBounds",
-    "LLCEstimate", "LLCSamplingWarning", "default_nbeta", "empirical_loss", "estimate_llc",
-    "llc_bounds", "split_rhat",
+    "AOYAGI_CASES", "BACKENDS", "DEFAULT_LOCALIZATION", "DEFAULT_N_BURNIN", "DEFAULT_N_CHAINS",
+    "DEFAULT_N_DRAWS", "DEFAULT_STEP", "EXPLODE_FACTOR", "MAX_DRIFT", "MAX_RHAT", "MINIMUM_KINDS",
+    "AoyagiCase", "AoyagiStudy", "LLCBounds", "LLCEstimate", "LLCSamplingWarning", "aoyagi_study",
+    "default_nbeta", "empirical_loss", "estimate_llc", "llc_bounds", "reduced_rank_problem",
+    "split_rhat",
 ]
