@@ -19,8 +19,9 @@ NOTE [crash safety]
     power loss, and a killed writer leaves at most an uncommitted transaction, which SQLite rolls
     back. A row exists only once its run finished, so after a crash ``status`` counts exactly the
     finished runs and ``sweep run`` resumes with the rest. Writes take the lock up front
-    (``BEGIN IMMEDIATE``) and wait up to ``BUSY_TIMEOUT_S`` for it, so several writers never
-    corrupt or lose rows (the sweep itself writes from the coordinating process only).
+    (``BEGIN IMMEDIATE``) and wait up to ``BUSY_TIMEOUT_S`` for it (the switch to WAL is retried
+    for as long, see ``_enter_wal``), so several writers never corrupt or lose rows (the sweep
+    itself writes from the coordinating process only).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import datetime as _dt
 import json
 import os
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +113,28 @@ def _check_schema(conn: sqlite3.Connection, where: str, path: str) -> None:
                          "(pip install -U lossgeom) to read or extend it.")
 
 
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch ``conn``'s database to WAL, waiting up to ``BUSY_TIMEOUT_S`` for the other openers.
+
+    Two connections that switch a new database at once deadlock on the lock upgrade, and SQLite
+    then answers "database is locked" at once instead of calling the busy handler; so the switch
+    is retried here, with growing pauses, until the deadline.
+
+    Raises:
+        sqlite3.OperationalError: Past the deadline, or for any error other than a lock.
+    """
+    deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
+
+
 def _connect_ro(path: str, where: str) -> sqlite3.Connection:
     """A read-only connection (``mode=ro``) to an existing sweep store.
 
@@ -158,7 +182,7 @@ class Store:
         try:
             self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             _check_schema(self._conn, where, self.path)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._transaction():
                 for statement in _SCHEMA.split(";"):
