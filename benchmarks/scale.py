@@ -14,6 +14,10 @@ Routes:
   (b) profile: SLQ degeneracy profile of a wide tanh MLP at N ≈ 1e6; target ≤ 200 gradients.
   (c) SLQ next to PyHessian's ``density`` (the ``bench`` extra) with the same probes and steps at
       N ≈ 3e3: time, and count error against dense.
+  (d) gram in sample blocks: a tanh CNN on 8×8 digits fitted exactly (N ≈ 9e5, n·k = 1000),
+      analyze end to end with J never whole; target ≤ 120 s and ≤ 4 GB.
+  (e) gram layer by layer: a tanh MLP [64, 3240, 3240, 10] on digits fitted exactly (N ≈ 1.1e7,
+      n·k = 2000), analyze end to end; keeps the landed 32 s / 1.4 GB from regressing.
 Each row also gives the cost of one vector of a batched HVP block (target ≤ 1.3 gradients).
 """
 
@@ -237,30 +241,56 @@ def route_compare(quick: bool) -> list[dict]:
 def route_cnn_fit(quick: bool) -> dict:
     """tanh CNN on 8×8 digits, n·k = 1000 (N ≈ 0.9M), exact last-layer fit, analyze end to end."""
     _setup()
-    from sklearn.datasets import load_digits
-
     import lossgeom as lg
 
     n, width = (40, 64) if quick else (100, 440)
-    d = load_digits()
-    X = torch.tensor(d.images[:n], dtype=torch.float64)[:, None] / 16
-    Y = torch.nn.functional.one_hot(torch.tensor(d.target[:n]), 10).double()
+    X, Y = digits(n)
+    X = X.reshape(n, 1, 8, 8)
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(
         torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.Tanh(),
         torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.Tanh(), torch.nn.Flatten(),
         torch.nn.Linear(32 * 64, width), torch.nn.Tanh(), torch.nn.Linear(width, 10)).double()
-    problem = lg.Problem(cnn, X, Y)
+    return analyze_fit(lg.Problem(cnn, X, Y), "(d) gram, J never whole",
+                       f"tanh CNN on digits, n·k = {n * 10}")
+
+
+# -- (e) a wide MLP fitted exactly: the layer-by-layer Gram at N ≈ 1e7 --------------------------
+
+def route_mlp_fit(quick: bool) -> dict:
+    """tanh MLP [64, w, w, 10] on digits, n·k = 2000 (N ≈ 1.1e7), exact last-layer fit."""
+    _setup()
+    import lossgeom as lg
+
+    n, width = (50, 300) if quick else (200, 3240)
+    X, Y = digits(n)
+    model = lg.mlp([64, width, width, 10], "tanh", True, generator=torch.Generator().manual_seed(0))
+    return analyze_fit(lg.Problem(model, X, Y), "(e) gram, layer by layer",
+                       f"tanh MLP [64, {width}, {width}, 10] on digits, n·k = {n * 10}")
+
+
+def digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n 8×8 digits as (n, 64) float64 inputs in [0, 1] and one-hot (n, 10) targets."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = torch.tensor(d.data[:n], dtype=torch.float64) / 16
+    return X, torch.nn.functional.one_hot(torch.tensor(d.target[:n]), 10).double()
+
+
+def analyze_fit(problem, route: str, workload: str) -> dict:
+    """Fit the last layer exactly, analyze end to end, check kind, rank J = n·k and inertia."""
+    import lossgeom as lg
+
     theta = lg.fit_last_layer(problem)
     unit = gradient_time(problem, theta)
-    m, N = n * 10, problem.n_params
+    m, N = problem.targets.numel(), problem.n_params
     t0 = time.perf_counter()
     r = lg.analyze(problem, theta, max_bytes=2 * 1024**3)
     wall = time.perf_counter() - t0
     ok = (r.kind == "global_minimum" and r.jacobian.rank == m and r.jacobian.decided
           and r.hessian.inertia == [m, 0, N - m] and r.hessian.decided)
-    return {"route": "(d) gram, J never whole", "workload": f"tanh CNN on digits, n·k = {m}",
-            "N": N, "check": "ok" if ok else "FAILED",
+    return {"route": route, "workload": workload, "N": N, "check": "ok" if ok else "FAILED",
             "result": (f"{r.kind}, rank J {r.jacobian.rank} ({r.jacobian.method}, gap "
                        f"{r.jacobian.gap:.1e}), inertia {r.hessian.inertia.as_list()}"),
             "products": "—", "ratio": wall / unit, "wall": wall, "hvp": "—",
@@ -276,7 +306,7 @@ def run(fn, quick: bool):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")
-    parser.add_argument("--routes", default="abcd", help="which routes to run, e.g. 'ac'")
+    parser.add_argument("--routes", default="abcde", help="which routes to run, e.g. 'ac'")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {THREADS} threads, float64; times ÷ one full-batch "
           "gradient timed in the same process; peak RSS of the route's own process\n")
@@ -285,7 +315,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     failed = False
     for key, fn in (("a", route_krylov), ("b", route_profile), ("c", route_compare),
-                    ("d", route_cnn_fit)):
+                    ("d", route_cnn_fit), ("e", route_mlp_fit)):
         if key not in args.routes:
             continue
         for r in run(fn, args.quick):

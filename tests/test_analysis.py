@@ -321,6 +321,38 @@ def test_lanczos_route_marks_counts_undecided_away_from_a_fit():
     assert r.to_dict()["hessian"]["inertia"] == [None, None, None]
 
 
+def test_lanczos_time_budget_caps_restarts_and_keeps_what_converged():
+    """max_seconds → one restart per end: fewer products, the converged pairs exact to their
+    residuals against dense eigvalsh, and the reason names the budget."""
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(30, 8, generator=g, dtype=F64), torch.randn(30, 2, generator=g, dtype=F64)
+    problem = lg.Problem(lg.mlp([8, 20, 20, 2], generator=g), X, Y)
+    lam = torch.linalg.eigvalsh(lg.hessian(problem))
+    free = lg.analyze(problem, method="operator", hessian="lanczos")
+    calls = []
+    r = lg.analyze(problem, method="operator", hessian="lanczos", max_seconds=1e-3,
+                   progress=lambda stage, done, total: calls.append(stage))
+    assert "ARPACK stopped after 1 restart with" in r.hessian.reason
+    assert "raise max_seconds" in r.hessian.reason and not r.hessian.decided
+    ncv, k = 21, 10
+    assert r.hessian.n_matvec <= 1 + 2 * (ncv + (ncv - k) + k) < free.hessian.n_matvec
+    for value, res in zip(r.hessian.top_eigenvalues, r.hessian.residuals_top, strict=True):
+        assert float((lam - value).abs().min()) <= res + 1e-9 * float(lam.abs().max())
+    assert set(calls) == {"lanczos"}
+    with pytest.raises(ValueError, match="max_seconds must be a positive number"):
+        lg.analyze(problem, max_seconds=-1)
+
+
+def test_krylov_time_budget_under_auto_falls_back_to_the_profile():
+    problem, theta = tanh_random_point()
+    r = lg.analyze(problem, theta, hessian="krylov", max_seconds=1e-9)
+    assert not r.hessian.decided and "max_seconds=1e-09 ran out" in r.hessian.reason
+    assert r.hessian.inertia == [None, None, None] and r.degeneracy is None
+    auto = lg.analyze(problem, theta, dense_max_n=1, max_seconds=1e-9)
+    assert any(note.startswith("krylov gave up (max_seconds") for note in auto.routes)
+    assert auto.degeneracy is not None and auto.degeneracy.method == "slq"
+
+
 def test_dense_method_refuses_over_budget_and_auto_falls_back():
     problem, theta = tanh_251_exact_fit()
     N = problem.n_params

@@ -68,6 +68,16 @@ def test_errors_are_one_line_and_exit_2():
     assert res.exit_code == 2 and "unknown loss 'hinge'" in res.output
     res = runner.invoke(app, ["analyze", "--checkpoint", "nowhere.pt", "--model", "x:y"])
     assert res.exit_code == 2
+    res = runner.invoke(app, ["analyze", "--max-seconds", "0"])
+    assert res.exit_code == 2 and "max_seconds must be a positive number" in res.output
+
+
+def test_max_seconds_reaches_the_lanczos_route():
+    res = runner.invoke(app, ["analyze", "--widths", "8,20,20,2", "--data", "random", "--n", "30",
+                              "--target", "as_is", "--hessian", "lanczos", "--max-seconds",
+                              "0.001", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "raise max_seconds" in json.loads(res.stdout)["hessian"]["reason"]
 
 
 def test_json_mode_errors_are_one_json_object_on_stdout():

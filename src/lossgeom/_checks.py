@@ -5,6 +5,7 @@ Messages read ``where: what is wrong (expected vs received). How to fix.``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -93,6 +94,25 @@ def check_rtol(where: str, rtol: float | None, name: str = "rtol") -> None:
     """
     if rtol is not None and not (0.0 < float(rtol) < 1.0):
         raise ValueError(f"{where}: {name} must lie in (0, 1), got {rtol!r}.")
+
+
+def check_seconds(where: str, name: str, seconds) -> float:
+    """``seconds`` as a float, when it is a finite positive number of seconds.
+
+    Raises:
+        ValueError: If ``seconds`` is not a finite number > 0.
+
+    Example:
+        >>> check_seconds("f()", "max_seconds", 2)
+        2.0
+    """
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0.0) or isinstance(seconds, bool):
+        raise ValueError(f"{where}: {name} must be a positive number of seconds, got {seconds!r}.")
+    return value
 
 
 def check_atol(where: str, atol: float | None) -> None:

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,6 +48,7 @@ from ._checks import (
     check_finite,
     check_option,
     check_rtol,
+    check_seconds,
     format_bytes,
 )
 from ._timing import stage
@@ -327,6 +330,7 @@ def analyze(
     blocks: str | list | None = None,
     rng: torch.Generator | int | None = 0,
     progress: Callable[[str, int, int], None] | None | bool = None,
+    max_seconds: float | None = None,
 ) -> Report:
     """Certified local geometry of L at θ: criticality, rank J, G and H spectra, kind.
 
@@ -349,6 +353,11 @@ def analyze(
         rng: Seed or generator of the random probes (krylov, profile); default 0, reproducible.
         progress: None or False (silent), or a callable progress(stage, done, total) that front
             ends turn into a bar (the CLI draws a Rich bar for the iterative routes).
+        max_seconds: Wall-time budget of the iterative Hessian routes (default none: they are
+            bounded by ``max_rank``/``max_bytes``, the profile's probes × steps and
+            ``LANCZOS_MAXITER`` restarts). krylov gives up when it is spent (and, under "auto",
+            the profile runs next, in full); lanczos converts it into a restart cap from one
+            timed product and returns the pairs that converged, with residuals.
 
     Returns:
         A Report; see ``lossgeom.report`` for every field.
@@ -371,6 +380,8 @@ def analyze(
     method_ = Method(check_option(where, "method", method, [m.value for m in Method]))
     route_h = HessianRoute(check_option(where, "hessian", hessian, [h.value for h in HessianRoute]))
     check_rtol(where, rtol)
+    if max_seconds is not None:
+        max_seconds = check_seconds(where, "max_seconds", max_seconds)
     theta = problem.check_theta(where, theta)
     timings: dict[str, float] = {}
     N, n, k = problem.n_params, problem.n_samples, problem.n_outputs
@@ -427,14 +438,16 @@ def analyze(
             spectrum = kernel[2]
         elif route_h is HessianRoute.KRYLOV:
             hess, spectrum = _krylov_summary(problem, theta, rtol, max_rank, max_bytes, rng,
-                                             _stage_progress(progress, "krylov"), routes)
+                                             _stage_progress(progress, "krylov"), routes,
+                                             max_seconds)
             if spectrum is None and hessian == "auto":  # krylov gave up: profile instead
                 routes.append("krylov gave up (" + hess.reason + "); the degeneracy profile "
                               "comes from stochastic Lanczos quadrature")
                 route_h = HessianRoute.PROFILE
                 hess = dataclasses.replace(hess, method="krylov")
         elif route_h is HessianRoute.LANCZOS:
-            hess = _lanczos_summary(problem, theta, rtol)
+            hess = _lanczos_summary(problem, theta, rtol, max_seconds,
+                                    _stage_progress(progress, "lanczos"))
         if route_h is HessianRoute.PROFILE:
             density = hessian_spectrum(problem, theta, rng=rng,
                                        progress=_stage_progress(progress, "profile"))
@@ -466,7 +479,7 @@ def analyze(
                 for name, sub in _block_problems(where, problem, theta, blocks)
                 for r in [analyze(sub, None, method=method, rtol=rtol, max_bytes=max_bytes,
                                   dense_max_n=dense_max_n, hessian=hessian, max_rank=max_rank,
-                                  rng=rng)]]
+                                  rng=rng, max_seconds=max_seconds)]]
     model_dtype = str(problem.model_dtype).removeprefix("torch.")
     routes.extend(_problem_notes(problem, model_dtype))
     return Report(
@@ -604,7 +617,8 @@ def _stage_progress(progress, stage: str):
 
 
 def _krylov_summary(problem: Problem, theta: Tensor, rtol, max_rank, max_bytes, rng, progress,
-                    routes: list[str]) -> tuple[HessianSummary, LowRankSpectrum | None]:
+                    routes: list[str], max_seconds: float | None = None,
+                    ) -> tuple[HessianSummary, LowRankSpectrum | None]:
     """The certified low-rank spectrum of ∇²L (``linalg.krylov``) as a HessianSummary.
 
     With the default rtol, a cut the products' rounding leaves undecided is moved just above the
@@ -613,7 +627,8 @@ def _krylov_summary(problem: Problem, theta: Tensor, rtol, max_rank, max_bytes, 
     """
     spec = low_rank_spectrum(make_hvp_block(problem, theta), problem.n_params,
                              dtype=problem.dtype, device=theta.device, rtol=rtol,
-                             max_rank=max_rank, max_bytes=max_bytes, rng=rng, progress=progress)
+                             max_rank=max_rank, max_bytes=max_bytes, rng=rng, progress=progress,
+                             max_seconds=max_seconds)
     if rtol is None and not spec.decided:
         recut = spec.at_floor()
         if recut.decided:
@@ -646,17 +661,42 @@ def _profile_summary(density: SpectralDensity, rtol, problem: Problem) -> Hessia
                 "(Report.degeneracy), not a certificate"))
 
 
-def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> HessianSummary:
+def _lanczos_restarts(op, N: int, max_seconds: float | None) -> tuple[int, str]:
+    """Restarts per eigsh call: LANCZOS_MAXITER, or fewer so that two calls fit max_seconds.
+
+    The cost of a product is timed once (its first call, so an overestimate); a restart of
+    ARPACK costs ncv − k products after the first ncv.
+    """
+    if max_seconds is None:
+        return LANCZOS_MAXITER, ""
+    t0 = time.perf_counter()
+    op.matvec(np.ones(N) / math.sqrt(N))
+    per_product = max(time.perf_counter() - t0, 1e-9)
+    ncv = min(N, max(2 * N_EXTREME + 1, 20))
+    products = max_seconds / 2 / per_product
+    restarts = int(min(LANCZOS_MAXITER, max(1, (products - ncv) // max(ncv - N_EXTREME, 1))))
+    return restarts, (f"max_seconds={max_seconds:g} at {per_product:.2g} s a product allows "
+                      f"{restarts} restart{'s' if restarts != 1 else ''} per end")
+
+
+def _lanczos_summary(problem: Problem, theta: Tensor, rtol, max_seconds: float | None = None,
+                     progress=None) -> HessianSummary:
     """Extreme eigenvalues by eigsh on the HVP operator; counts undecided unless one-signed."""
     op = hessian_operator(problem, theta)
+    N = problem.n_params
     # ARPACK cannot resolve eigenvalues below the products' own rounding: ask for what the
     # dtype can deliver (1e-12 in float64, ≈ 1e-5 in float32), and bound the restarts
     tol = max(LANCZOS_TOL, 100 * eps(problem.dtype))
-    top = extreme_eigenpairs(op, N_EXTREME, "LA", tol=tol, maxiter=LANCZOS_MAXITER)
+    restarts, budget = _lanczos_restarts(op, N, max_seconds)
+    top = extreme_eigenpairs(op, N_EXTREME, "LA", tol=tol, maxiter=restarts, progress=progress)
     scale = abs(float(top.values[0])) if top.values.numel() else 0.0
-    bottom = extreme_eigenpairs(op, N_EXTREME, "SA", tol=tol, maxiter=LANCZOS_MAXITER,
-                                shift=scale)
-    N = problem.n_params
+    bottom = extreme_eigenpairs(op, N_EXTREME, "SA", tol=tol, maxiter=restarts, shift=scale,
+                                progress=progress)
+    unconverged = "" if top.converged and bottom.converged else (
+        f"; ARPACK stopped after {restarts} restart{'s' if restarts != 1 else ''} with "
+        f"{top.values.numel()} of {N_EXTREME} top and {bottom.values.numel()} of {N_EXTREME} "
+        "bottom pairs converged (kept with their residuals)"
+        + (f": {budget}, raise max_seconds" if budget else ""))
     rtol_ = rtol if rtol is not None else N * eps(problem.dtype)
     common = dict(method="lanczos", top_eigenvalues=top.values.tolist(),
                   bottom_eigenvalues=bottom.values.tolist(), residuals_top=top.residuals.tolist(),
@@ -665,7 +705,7 @@ def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> HessianSummary:
     if not (top.values.numel() and bottom.values.numel()):
         inert = Inertia(None, None, None, math.nan, None, rtol_, False)
         return HessianSummary(rank=None, tol=math.nan, gap=None, inertia=inert, decided=False,
-                              reason="Lanczos found no extreme eigenpair", **common)
+                              reason="Lanczos found no extreme eigenpair" + unconverged, **common)
     amax = max(abs(float(top.values[0])), abs(float(bottom.values[0])))
     tol_ = rtol_ * amax
     lam_min, lam_max = float(bottom.values[0]), float(top.values[0])
@@ -679,7 +719,8 @@ def _lanczos_summary(problem: Problem, theta: Tensor, rtol) -> HessianSummary:
     return HessianSummary(
         rank=N if counts[2] == 0 else None, tol=tol_, gap=None, inertia=inert, decided=decided,
         reason="" if decided else ("Lanczos finds the extreme eigenvalues only: the counts of a "
-                                   "Hessian with both signs or a zero cluster are not certified"),
+                                   "Hessian with both signs or a zero cluster are not certified"
+                                   + unconverged),
         **common)
 
 

@@ -117,6 +117,25 @@ def test_rank_above_max_rank_is_undecided_and_names_max_rank():
     assert all(t <= 2.0 + 1e-12 for t in top)
 
 
+def test_time_budget_is_undecided_and_names_max_seconds():
+    """A slow full-rank operator runs out of max_seconds: no count; a fast one with room decides."""
+    import time
+    n = 300
+    S = symmetric(n, np.linspace(1.0, 2.0, n), seed=6)
+
+    def slow(V):
+        time.sleep(0.05)
+        return S @ V
+
+    s = low_rank_spectrum(slow, n, block=8, max_seconds=0.2)
+    assert not s.decided and s.inertia is None and s.rank is None
+    assert "max_seconds=0.2 ran out" in s.reason and "raise max_seconds" in s.reason
+    assert s.subspace_dim < n and s.n_matvec < 80      # stopped after a few blocks, not at n
+    small = symmetric(n, [3.0, -1.0], seed=7)
+    ok = low_rank_spectrum(small, n, max_seconds=60.0)
+    assert ok.decided and ok.inertia == (1, 1, n - 2)
+
+
 def test_basis_above_max_bytes_is_undecided_and_names_max_bytes():
     n = 400
     S = symmetric(n, np.linspace(1.0, 2.0, 80), seed=5)
@@ -181,6 +200,8 @@ def test_float32_products_use_float32_eps():
     (lambda: low_rank_spectrum(torch.eye(4, dtype=F64), 5), ValueError, "shape (5, 5)"),
     (lambda: low_rank_spectrum(lambda V: V, 5, rng="seed"), TypeError, "rng"),
     (lambda: low_rank_spectrum(lambda V: V, 5, dtype=torch.int64), TypeError, "dtype"),
+    (lambda: low_rank_spectrum(lambda V: V, 5, max_seconds=0), ValueError,
+     "max_seconds must be a positive number of seconds"),
 ])
 def test_bad_input_is_refused_with_the_call_in_the_message(call, error, text):
     with pytest.raises(error) as info:

@@ -80,6 +80,8 @@ def analyze_command(
         help="auto | dense | gram | krylov | profile | lanczos | none.")] = "auto",
     max_rank: Annotated[int | None, typer.Option(
         help="Largest Hessian rank the krylov route may certify.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(
+        help="Wall-time budget of the krylov and lanczos Hessian routes (s).")] = None,
     blocks: Annotated[str | None, typer.Option(
         help="module: rank J_b and the inertia of H_bb per top-level module.")] = None,
     llc: Annotated[bool, typer.Option(
@@ -112,7 +114,8 @@ def analyze_command(
             theta = reach(problem, target)
         with progress_bars(not json_out) as bars:
             report = analyze_point(problem, theta, method=method, rtol=rtol, blocks=blocks,
-                                   hessian=hessian, max_rank=max_rank, progress=bars)
+                                   hessian=hessian, max_rank=max_rank, progress=bars,
+                                   max_seconds=max_seconds)
         learning = None
         if llc or llc_plot is not None:
             bounds = llc_bounds(report)

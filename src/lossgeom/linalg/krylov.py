@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -63,7 +64,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 
-from .._checks import DEFAULT_MAX_BYTES, check_rtol, format_bytes, generator
+from .._checks import DEFAULT_MAX_BYTES, check_rtol, check_seconds, format_bytes, generator
 from ..results import Certificate, Result, internal
 from ..tolerances import MIN_GAP, default_inertia_rtol
 from .rank import numerical_rank
@@ -437,6 +438,7 @@ def low_rank_spectrum(
     rng: torch.Generator | int | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_basis: bool = False,
+    max_seconds: float | None = None,
 ) -> LowRankSpectrum:
     """Certified rank, inertia and non-zero spectrum of a symmetric A of small rank, from products.
 
@@ -446,7 +448,7 @@ def low_rank_spectrum(
     from ``oversample`` fresh Gaussian probes (NOTE [invariant-subspace certificate]). About
     rank + block + oversample products and 2·n·rank² flops. It gives up with ``decided=False``
     and a reason, never with a wrong count, when the basis would exceed ``max_rank`` columns or
-    ``max_bytes``.
+    ``max_bytes``, or when ``max_seconds`` run out before the basis stops growing.
 
     Args:
         matmat: V (n, b) ↦ A V (n, b) for a symmetric A (batched Hessian-vector products, for
@@ -466,6 +468,8 @@ def low_rank_spectrum(
         progress: Called as progress(done, total) in products after each block; total is an
             estimate that may grow.
         keep_basis: Keep Q and the eigenvectors of T in the result.
+        max_seconds: Give up when this much wall time has passed and the basis still grows
+            (checked after each block; default: no limit).
 
     Returns:
         A LowRankSpectrum.
@@ -474,7 +478,8 @@ def low_rank_spectrum(
         TypeError: If matmat is not a callable, tensor or LinearOperator, dtype is not a floating
             dtype, rng is invalid, or a size is not an integer.
         ValueError: If n, block, oversample, max_rank or max_bytes are below 1, rtol lies outside
-            (0, 1), or the products have the wrong shape or non-finite values.
+            (0, 1), max_seconds is not positive, or the products have the wrong shape or
+            non-finite values.
 
     Example:
         >>> import torch
@@ -497,6 +502,8 @@ def low_rank_spectrum(
     if progress is not None and not callable(progress):
         raise TypeError(f"{where}: progress must be a callable (done, total) or None, got "
                         f"{type(progress).__name__}.")
+    deadline = None if max_seconds is None else \
+        time.monotonic() + check_seconds(where, "max_seconds", max_seconds)
     gen = generator(where, rng, none_seed=0)
     apply = BlockProducts(where, matmat, n, dtype=dtype, device=device, chunk=block)
     dev = apply.device
@@ -558,6 +565,13 @@ def low_rank_spectrum(
             if kind == "krylov":
                 res2 += float((s[:r_new] ** 2).sum())
             reason = _budget_reason(n, basis.m, r_new, max_rank, max_bytes, byte_cap)
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            if kind == "krylov":
+                res2 += float((s[:r_new] ** 2).sum())
+            reason = (f"max_seconds={max_seconds:g} ran out after {apply.n_matvec} products with "
+                      f"the basis at {basis.m} columns and still growing ({r_new} new directions); "
+                      "raise max_seconds")
             break
         if kind == "probe":
             pending = max_row_norm(W)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ def extreme_eigenpairs(
     seed: int = 0,
     maxiter: int | None = None,
     shift: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Eigenpairs:
     """The k largest ("LA") or smallest ("SA") algebraic eigenpairs of a symmetric A.
 
@@ -58,6 +60,8 @@ def extreme_eigenpairs(
         shift: Solve for A + shift·I and report eigenvalues of A. ARPACK's test is relative to
             |λ|, so a shift of about ‖A‖ turns it into an accuracy of tol·‖A‖ for eigenvalues
             near zero, which otherwise cannot converge.
+        progress: Called as progress(done, total) in products after each one; total is the
+            most ``maxiter`` restarts can take.
 
     Returns:
         Eigenpairs.
@@ -86,9 +90,21 @@ def extreme_eigenpairs(
     count0 = getattr(A, "n_matvec", 0)
     v0 = np.random.default_rng(seed).standard_normal(n)
     ncv = min(n, max(2 * k + 1, 20))
-    B = A if shift == 0.0 else LinearOperator(A.shape, matvec=lambda x: A.matvec(x) + shift * x,
-                                              matmat=lambda X: A.matmat(X) + shift * X,
-                                              dtype=np.float64)
+    total = ncv + (maxiter if maxiter is not None else 10 * n) * (ncv - k)  # scipy's default cap
+
+    done = 0
+
+    def product(X: np.ndarray) -> np.ndarray:
+        nonlocal done
+        Y = A.matmat(X) + shift * X
+        done += X.shape[1]
+        if progress is not None:
+            progress(done, total)
+        return Y
+
+    B = A if shift == 0.0 and progress is None else LinearOperator(
+        A.shape, matvec=lambda x: product(x.reshape(-1, 1)).reshape(x.shape), matmat=product,
+        dtype=np.float64)
     converged = True
     try:
         lam, V = eigsh(B, k=k, which=which, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter)
