@@ -222,6 +222,11 @@ class Linearization:
             self._route = "gram"
             S = lam.flip(0).clamp_min(0.0).sqrt()
             return d, U.flip(1), S, self.m, None
+        if self.requested is Route.AUTO and self._dense_fits \
+                and bool((lam.clamp_min(0.0).sqrt() < threshold).any()):
+            # directions K cannot resolve need an SVD; a J this small is cheaper to form whole
+            # (one batched pass) than to refine by products (two passes per refined column)
+            return self._svd_factors(None)
         box: dict[str, Tensor] = {}
         op = self.op
 

@@ -349,7 +349,7 @@ def _outer_rank(problem: Problem, theta: torch.Tensor, rtol: float | None
     """
     m, N = problem.n_samples * problem.n_outputs, problem.n_params
     fits = 8 * m * N <= DEFAULT_MAX_BYTES  # every singular value, not only those above the floor
-    lin = linearize(problem, theta, route="svd" if fits else "auto", rtol=rtol,
+    lin = linearize(problem, theta, route="svd" if fits else "gram", rtol=rtol,
                     where="hessian_rank_comparison(...)", validate=False)
     if problem.loss_fn.name == "mse":
         blocks = problem.loss_fn.output_hessian_blocks(lin.outputs, problem.targets)
