@@ -257,6 +257,33 @@ def test_gram_trusts_cut_far_above_floor_without_refine():
     assert (d.rank, d.method, d.decided) == (4, "gram", True)
 
 
+def test_gram_counts_alone_when_every_value_clears_the_floor_tenfold():
+    """σ = σ₁·[1, …, 20·floor]: the cut (default tol) lies below the floor, but every σ̂ is
+    resolved to 0.5 %, so K's count is the SVD's and nothing is re-measured."""
+    m, N = 6, 20
+    floor = gram_floor(m, 3.0)
+    J, _ = _rank_deficient_jacobian(m, N, r=6)
+    U, S, Vh = torch.linalg.svd(J, full_matrices=False)
+    S[-1] = 20 * floor                       # between COUNT_MARGIN and REFINE_MARGIN floors
+    J = (U * S) @ Vh
+
+    def refine(U0):
+        raise AssertionError("refined although the count was clear")
+
+    d = rank_from_gram(J @ J.T, N, refine=refine)
+    assert (d.rank, d.method, d.decided) == (6, "gram", True) == (
+        lg.numerical_rank(J).rank, "gram", True)
+    assert d.sigma_r == pytest.approx(20 * floor, rel=5e-3)
+
+
+def test_gram_refinement_over_its_memory_is_undecided_and_names_max_bytes():
+    J, _ = _rank_deficient_jacobian(r=4)
+    d = rank_from_gram(J @ J.T, J.shape[1], refine=lambda U0: J.T @ U0, max_refine=1)
+    assert not d.decided and "raise max_bytes" in d.reason and "2 singular values" in d.reason
+    ok = rank_from_gram(J @ J.T, J.shape[1], refine=lambda U0: J.T @ U0, max_refine=2)
+    assert (ok.rank, ok.method, ok.decided) == (4, "gram+svd", True)
+
+
 def test_gram_floor_rule():
     assert gram_floor(9, 2.0) == pytest.approx(math.sqrt(9 * eps(F64)) * 2.0)
     assert gram_floor(1, 1.0, torch.float32) == pytest.approx(math.sqrt(eps(torch.float32)))

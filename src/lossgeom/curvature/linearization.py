@@ -237,7 +237,7 @@ class Linearization:
         budget_cols = max(0, self.max_bytes // (3 * 8 * max(self.N, 1)))  # Jᵀ U₀, its Q and P
         trust = threshold if int((lam.clamp_min(0).sqrt() < threshold).sum()) <= budget_cols else None
         d = rank_from_gram(K, self.N, self.rtol, dtype=dtype, refine=refine, eig=(lam, U),
-                           trust_above=trust, forward=op.torch_matmat)
+                           trust_above=trust, forward=op.torch_matmat, max_refine=budget_cols)
         W, S = U.flip(1), lam.flip(0).clamp_min(0.0).sqrt()
         if not box:
             self._route = "gram"

@@ -16,6 +16,12 @@ from ..tolerances import MIN_GAP, default_rank_rtol, gram_floor
 __all__ = ["RankDecision", "numerical_rank", "null_space", "rank_from_gram"]
 
 REFINE_MARGIN = 100.0
+"""σ within this factor of the Gram floor are re-measured when the cut lies near the floor: their
+eigenvectors are not separated from the rest, so the refined subspace starts above them."""
+COUNT_MARGIN = 10.0
+"""When every σ from K exceeds this multiple of the floor, K decides the count alone: each σ̂² is
+off by at most floor², so each σ by at most 0.5 %, which moves no value across the cut and no gap
+across ``MIN_GAP``."""
 
 
 def _decide(
@@ -111,6 +117,7 @@ def rank_from_gram(
     singular_values: Callable[[], torch.Tensor] | None = None,
     trust_above: float | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_refine: int | None = None,
 ) -> RankDecision:
     """Rank of J (m, n_cols) from its Gram matrix K = J Jᵀ (m, m), refined below the Gram floor.
 
@@ -138,6 +145,8 @@ def rank_from_gram(
             in the sample space, U₀ ← U₀ − U_t M⁻¹ U_tᵀ J (Jᵀ U₀) with M = U_tᵀ K U_t, and U₀
             re-orthonormalised before the last ``refine``: memory n_cols × (m − n_trusted)
             instead of n_cols × m (Jᵀ U_t is never formed).
+        max_refine: Most columns ``refine`` may be called on (the memory it may take); a cut that
+            needs more is returned undecided, with the count and the reason.
 
     Returns:
         A RankDecision with method "gram" or "gram+svd".
@@ -156,6 +165,8 @@ def rank_from_gram(
     smax = float(sig[0]) if m else 0.0
     floor = gram_floor(m, smax, dtype if dtype.is_floating_point else torch.float64)
     first = _decide(sig, (m, n_cols), dtype, rtol, atol, min_gap, "gram")
+    if trust_above is None and m and float(sig[-1]) > COUNT_MARGIN * floor:
+        return first  # every value is resolved to 0.5 %: K's count is the count
     # values within a factor REFINE_MARGIN of the floor are re-measured too, so the subspace
     # handed to ``refine`` is separated from the trusted one by a margin
     n_trusted = int((sig > REFINE_MARGIN * floor).sum())
@@ -172,6 +183,11 @@ def rank_from_gram(
         return dataclasses.replace(first, decided=False,
                                    reason=f"the cut lies below the Gram floor {floor:.3g}; "
                                           "no SVD refinement was available")
+    if max_refine is not None and m - n_trusted > max_refine:
+        return dataclasses.replace(first, decided=False, reason=(
+            f"the cut lies below the Gram floor {floor:.3g}, and re-measuring the {m - n_trusted} "
+            f"singular values near it needs {m - n_trusted} products of {n_cols} entries, more "
+            f"than the {max_refine} the memory budget holds; raise max_bytes"))
     U0, Ut = U[:, n_trusted:], U[:, :n_trusted]
     if n_trusted and forward is not None:  # project off range(Jᵀ U_t) in the sample space
         C = forward(refine(U0).to(torch.float64)).to(torch.float64)    # J Jᵀ U₀, by products
