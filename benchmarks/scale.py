@@ -5,7 +5,7 @@ own, and every time is a multiple of one full-batch gradient timed in the same p
 result is checked first: the Krylov rank against the Singh closed form (§5.2), the SLQ and
 PyHessian counts against a dense eigvalsh at N ≈ 3e3.
 
-    python benchmarks/scale.py            # all routes (≈ 10 min on 2 idle cores)
+    python benchmarks/scale.py            # all routes (≈ 15 min on 2 idle cores)
     python benchmarks/scale.py --quick    # smaller workloads, a smoke run
 
 Routes:
@@ -29,6 +29,8 @@ import resource
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
@@ -298,8 +300,16 @@ def analyze_fit(problem, route: str, workload: str) -> dict:
 
 
 def run(fn, quick: bool):
-    with mp.get_context("spawn").Pool(1) as pool:
-        out = pool.apply(fn, (quick,))
+    """fn(quick) in a fresh spawned process; a process that dies (killed for memory, say) gives a
+    FAILED row instead of a hang."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            out = pool.submit(fn, quick).result()
+        except BrokenProcessPool:
+            return [{"route": fn.__name__, "workload": "—", "N": 0, "check": "FAILED",
+                     "result": "the process died (killed for memory?)", "products": "—",
+                     "ratio": float("nan"), "wall": float("nan"), "hvp": "—",
+                     "rss": float("nan")}]
     return out if isinstance(out, list) else [out]
 
 
