@@ -109,13 +109,17 @@ def test_linearize_rejects_bad_input():
         lg.linearize(problem, torch.zeros(3, dtype=F64))
 
 
-def test_sample_block_gram_equals_j_jt_for_a_cnn():
-    """K from row blocks of J (never whole) = J Jᵀ of the dense J, for a conv net."""
+@pytest.mark.parametrize("forward_ad", [True, False])
+def test_sample_block_gram_equals_j_jt_for_a_cnn(forward_ad):
+    """K from row blocks of J (never whole) = J Jᵀ of the dense J, for a conv net: by JVPs on
+    the full batch (forward mode), or by pairs of row blocks (reverse mode only)."""
     from models import digits, lenet, one_hot
 
     from lossgeom.curvature._jacobian import ntk_gram
     X, y = digits(n=10, classes=4)
     problem = lg.Problem(lenet(k=4), X, one_hot(y, 4))
+    assert problem.forward_ad
+    problem.forward_ad = forward_ad
     J = lg.jacobian(problem)
     one_row = 3 * 8 * problem.n_outputs * problem.n_params
     K = ntk_gram(problem, work_bytes=3 * one_row)               # blocks of 3 samples

@@ -273,10 +273,12 @@ def ntk_gram(problem: Problem, theta: Tensor | None = None, *,
 
 
 def _sample_block_gram(problem: Problem, theta: Tensor, chunk: int) -> Tensor:
-    """K = J Jᵀ from row blocks J_S of ``chunk`` samples each: K_ST = J_S J_Tᵀ, S ≤ T.
+    """K = J Jᵀ from row blocks J_S of ``chunk`` samples each (J is never whole).
 
-    Two row blocks are held at a time (J is never whole); a block is recomputed once per block
-    before it, so the cost is about (number of blocks + 1)/2 evaluations of J.
+    With forward mode (``problem.forward_ad``) each block is computed once and its columns of K
+    come from JVPs on the full batch, K[:, S] = J J_Sᵀ: one evaluation of J plus n·k JVPs. Without
+    it two row blocks are held, K_ST = J_S J_Tᵀ for S ≤ T, and a block is recomputed once per
+    block before it: about (number of blocks + 1)/2 evaluations of J.
     """
     n, k = problem.n_samples, problem.n_outputs
     every = list(range(len(problem.param_numels)))
@@ -285,16 +287,21 @@ def _sample_block_gram(problem: Problem, theta: Tensor, chunk: int) -> Tensor:
     def rows(a: int) -> Tensor:
         return _sample_rows(problem, theta, starts[a], min(n, starts[a] + chunk), every)
 
+    def cols(a: int) -> slice:
+        return slice(starts[a] * k, min(n, starts[a] + chunk) * k)
+
     K = torch.zeros(n * k, n * k, dtype=theta.dtype, device=theta.device)
-    for a, s0 in enumerate(starts):
+    if problem.forward_ad:
+        forward = jacobian_operator(problem, theta, validate=False)
+        for a in range(len(starts)):
+            K[:, cols(a)] = forward.torch_matmat(rows(a).T).to(K.dtype)
+        return 0.5 * (K + K.T)
+    for a in range(len(starts)):
         JS = rows(a)
-        sl = slice(s0 * k, min(n, s0 + chunk) * k)
-        K[sl, sl] = JS @ JS.T.contiguous()  # NOTE [gram product] in curvature.linearization
+        K[cols(a), cols(a)] = JS @ JS.T.contiguous()  # NOTE [gram product] in linearization
         for b in range(a + 1, len(starts)):
-            JT = rows(b)
-            tl = slice(starts[b] * k, min(n, starts[b] + chunk) * k)
-            K[sl, tl] = JS @ JT.T.contiguous()
-            K[tl, sl] = K[sl, tl].T
+            K[cols(a), cols(b)] = JS @ rows(b).T.contiguous()
+            K[cols(b), cols(a)] = K[cols(a), cols(b)].T
     return 0.5 * (K + K.T)
 
 
