@@ -303,7 +303,7 @@ def _lanczos_group(apply: BlockProducts, probes: Tensor, s: int, dtype,
         B = basis[:, :j + 1]                                   # (p, j+1, n)
         for _ in range(2):
             c = torch.bmm(B, w[:, :, None])                    # (p, j+1, 1)
-            w = w - torch.bmm(B.transpose(1, 2), c)[:, :, 0]
+            w = w - torch.bmm(c.transpose(1, 2), B)[:, 0]     # cᵀB: rows of B read in order
         alpha[:, j] = torch.where(active, a, alpha[:, j])
         bnorm = torch.linalg.vector_norm(w, dim=1)
         scale = torch.maximum(scale, torch.maximum(a.abs(), bnorm))
