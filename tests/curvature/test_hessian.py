@@ -44,6 +44,20 @@ def test_hvp_matches_central_differences_of_gradients(name):
     assert relative_error(hv, fd) < 1e-6
 
 
+@pytest.mark.parametrize("columns_per_pass", [1, 2, 7])
+def test_reverse_block_in_slices_is_the_dense_hessian_times_v(monkeypatch, columns_per_pass):
+    """A block wider than HVP_BATCH_BYTES allows goes in slices (single HVPs at 1): ∇²L V."""
+    import lossgeom.curvature._hessian as hs
+    problem, theta = tanh_random_point()
+    N = problem.n_params
+    monkeypatch.setattr(hs, "HVP_BATCH_BYTES", 8 * N * columns_per_pass)
+    V = torch.randn(N, 5, generator=torch.Generator().manual_seed(9), dtype=F64)
+    H = reference_hessian(problem.loss_at, theta)
+    HV = make_hvp_block(problem, theta, HvpMode.REVERSE)(V)
+    assert HV.shape == (N, 5)
+    assert torch.allclose(HV, H @ V, rtol=1e-10, atol=1e-12 * float(H.abs().max()))
+
+
 @pytest.mark.parametrize("name", sorted(ALL64))
 def test_forward_and_reverse_hvp_agree(name):
     problem, theta = ALL64[name]()
