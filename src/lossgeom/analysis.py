@@ -58,7 +58,7 @@ from .curvature.linearization import Linearization, Route, linearize
 from .linalg._inertia import inertia_from_eigenvalues
 from .linalg.krylov import LowRankSpectrum, low_rank_spectrum
 from .linalg.slq import SpectralDensity, degeneracy_profile
-from .linalg.spectrum import extreme_eigenpairs
+from .linalg.spectrum import extreme_eigenpairs, lanczos_basis_size
 from .problem import Problem
 from .report import BlockSummary, GaussNewtonSummary, HessianSummary, Report
 from .results import (
@@ -665,14 +665,14 @@ def _lanczos_restarts(op, N: int, max_seconds: float | None) -> tuple[int, str]:
     """Restarts per eigsh call: LANCZOS_MAXITER, or fewer so that two calls fit max_seconds.
 
     The cost of a product is timed once (its first call, so an overestimate); a restart of
-    ARPACK costs ncv − k products after the first ncv.
+    ARPACK costs ncv − k products after the first ncv (``lanczos_basis_size``).
     """
     if max_seconds is None:
         return LANCZOS_MAXITER, ""
     t0 = time.perf_counter()
     op.matvec(np.ones(N) / math.sqrt(N))
     per_product = max(time.perf_counter() - t0, 1e-9)
-    ncv = min(N, max(2 * N_EXTREME + 1, 20))
+    ncv = lanczos_basis_size(N, N_EXTREME)
     products = max_seconds / 2 / per_product
     restarts = int(min(LANCZOS_MAXITER, max(1, (products - ncv) // max(ncv - N_EXTREME, 1))))
     return restarts, (f"max_seconds={max_seconds:g} at {per_product:.2g} s a product allows "

@@ -211,19 +211,17 @@ class Linearization:
             return self._svd_factors(J)
         K = self.gram_matrix
         lam, U = torch.linalg.eigh(K)
-        smax = float(lam[-1].clamp_min(0.0).sqrt()) if self.m else 0.0
-        threshold = self._accuracy_threshold(smax)
+        sig = lam.clamp_min(0.0).sqrt()               # σ(J) from K, ascending
+        threshold = self._accuracy_threshold(float(sig[-1]) if self.m else 0.0)
+        unresolved = int((sig < threshold).sum())
         if J is not None:
             d = rank_from_gram(K, self.N, self.rtol, dtype=dtype, eig=(lam, U))
-            sig = lam.clamp_min(0.0).sqrt()
             kept_small = bool(((sig > d.tol) & (sig < threshold)).any())
             if kept_small or "floor" in d.reason or d.method == "gram+svd":
                 return self._svd_factors(J)
             self._route = "gram"
-            S = lam.flip(0).clamp_min(0.0).sqrt()
-            return d, U.flip(1), S, self.m, None
-        if self.requested is Route.AUTO and self._dense_fits \
-                and bool((lam.clamp_min(0.0).sqrt() < threshold).any()):
+            return d, U.flip(1), sig.flip(0), self.m, None
+        if self.requested is Route.AUTO and self._dense_fits and unresolved:
             # directions K cannot resolve need an SVD; a J this small is cheaper to form whole
             # (one batched pass) than to refine by products (two passes per refined column)
             return self._svd_factors(None)
@@ -235,10 +233,10 @@ class Linearization:
             return box["B"]
 
         budget_cols = max(0, self.max_bytes // (3 * 8 * max(self.N, 1)))  # Jᵀ U₀, its Q and P
-        trust = threshold if int((lam.clamp_min(0).sqrt() < threshold).sum()) <= budget_cols else None
+        trust = threshold if unresolved <= budget_cols else None
         d = rank_from_gram(K, self.N, self.rtol, dtype=dtype, refine=refine, eig=(lam, U),
                            trust_above=trust, forward=op.torch_matmat, max_refine=budget_cols)
-        W, S = U.flip(1), lam.flip(0).clamp_min(0.0).sqrt()
+        W, S = U.flip(1), sig.flip(0)
         if not box:
             self._route = "gram"
             return d, W, S, self.m, None

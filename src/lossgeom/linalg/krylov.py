@@ -562,16 +562,14 @@ def low_rank_spectrum(
             W, kind = apply_rows(gaussian_rows(q, n, gen, dev)), "probe"
             continue
         if basis.m + r_new > cap:
-            if kind == "krylov":
-                res2 += float((s[:r_new] ** 2).sum())
             reason = _budget_reason(n, basis.m, r_new, max_rank, max_bytes, byte_cap)
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            if kind == "krylov":
-                res2 += float((s[:r_new] ** 2).sum())
+        elif deadline is not None and time.monotonic() > deadline:
             reason = (f"max_seconds={max_seconds:g} ran out after {apply.n_matvec} products with "
                       f"the basis at {basis.m} columns and still growing ({r_new} new directions); "
                       "raise max_seconds")
+        if reason:                            # give up: what was not added counts as residual
+            if kind == "krylov":
+                res2 += float((s[:r_new] ** 2).sum())
             break
         if kind == "probe":
             pending = max_row_norm(W)

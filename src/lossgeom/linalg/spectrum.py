@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-__all__ = ["Eigenpairs", "extreme_eigenpairs"]
+__all__ = ["Eigenpairs", "extreme_eigenpairs", "lanczos_basis_size"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,18 @@ class Eigenpairs:
     n_matvec: int
     method: str
     converged: bool = True
+
+
+def lanczos_basis_size(n: int, k: int) -> int:
+    """Lanczos vectors (ARPACK's ncv) ``extreme_eigenpairs`` keeps for k pairs of an n × n A.
+
+    A restart costs ncv − k products after the first ncv.
+
+    Example:
+        >>> lanczos_basis_size(1000, 10)
+        21
+    """
+    return min(n, max(2 * k + 1, 20))
 
 
 def extreme_eigenpairs(
@@ -89,7 +101,7 @@ def extreme_eigenpairs(
         return Eigenpairs(lam, V, res, used, "eigh")
     count0 = getattr(A, "n_matvec", 0)
     v0 = np.random.default_rng(seed).standard_normal(n)
-    ncv = min(n, max(2 * k + 1, 20))
+    ncv = lanczos_basis_size(n, k)
     total = ncv + (maxiter if maxiter is not None else 10 * n) * (ncv - k)  # scipy's default cap
 
     done = 0
