@@ -42,7 +42,7 @@ def demo_command(
         t = Table(title="Exact fits (MSE unless named)", title_justify="left")
         for col in ("case", "N", "n·k", "rank J (gap)", "Hessian +/−/0", "N − rank J", "kind",
                     "rank H = rank J"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")  # names wrap whole at narrow widths, never "…"
         for name, r in result.reports.items():
             ri = r.rank_identity
             t.add_row(name, str(r.n_params), str(r.n_samples * r.n_outputs),
